@@ -1,0 +1,5 @@
+"""``cello1 annotate`` (placeholder)."""
+import typer
+def annotate() -> None:
+    """Annotate clusters of your own AnnData."""
+    raise typer.Exit(1)

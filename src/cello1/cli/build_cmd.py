@@ -1,0 +1,5 @@
+"""``cello1 build`` (placeholder until the builder lands)."""
+import typer
+def build() -> None:
+    """Build CellPuzzles from annotated AnnData files."""
+    raise typer.Exit(1)

@@ -1,0 +1,238 @@
+"""The one `Puzzle` type and the official CellPuzzles record format.
+
+Everything that renders or parses the official strings lives here, so the exact
+byte layout (see ``shared/spec/cellpuzzles.md`` §2) is defined once:
+
+* ``system_msg`` — the fixed instruction text :data:`SYSTEM_MSG`;
+* ``user_msg``  — ``"Context: {context} \\n\\nCell 1: G1, G2, …\\n…\\n\\nMatch the cells
+  above to one of the following cell types:\\n{type A}\\n{type B}…"``;
+* ``assistant_msg`` — the gold labels joined by ``" | "`` (RL/test records) or a full
+  ``<think>…</think>\\n<answer>…</answer>`` completion (the reasoning/SFT split).
+
+This module is pure Python (no numpy, no torch) so scoring and data code can share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+SYSTEM_MSG = (
+    "You are an expert assistant specialized in cell type annotation. You will be given a "
+    "batch of N cells from the same donor, where each cell represents a unique cell type. "
+    "For each cell, the top expressed genes are provided in descending order of expression. "
+    "Using both the gene expression data and donor information, determine the correct cell "
+    "type for each cell. You will also receive a list of N candidate cell types, and each "
+    "candidate must be assigned to exactly one cell. Ensure that you consider all cells and "
+    "candidate types together, rather than annotating each cell individually. Include your "
+    "detailed reasoning within <think> and </think> tags, and provide your final answer "
+    "within <answer> and </answer> tags. The final answer should be a single string listing "
+    "the assigned cell types in order, separated by ' | '."
+)
+
+ANSWER_SEP = " | "
+MATCH_LINE = "Match the cells above to one of the following cell types:"
+PromptMode = Literal["system", "user"]
+
+# Provenance fields written next to the official record fields (and read back).
+PROVENANCE_FIELDS = ("source", "donor", "tissue", "disease", "cell_ids", "n")
+
+_USER_RE = re.compile(
+    r"\AContext: (?P<context>.*?) \n\n(?P<cells>Cell 1: .*?)\n\n"
+    + re.escape(MATCH_LINE)
+    + r"\n(?P<candidates>.*)\Z",
+    re.DOTALL,
+)
+_CELL_RE = re.compile(r"\ACell (?P<i>\d+): (?P<genes>.*)\Z")
+_COMPLETION_RE = re.compile(r"\A<think>(?P<think>.*?)</think>\n<answer>(?P<answer>.*?)</answer>\Z", re.DOTALL)
+
+
+class RecordFormatError(ValueError):
+    """A record does not follow the official CellPuzzles layout."""
+
+
+@dataclass
+class Puzzle:
+    """One CellPuzzles item: N cells from one donor, N candidate types, one gold permutation.
+
+    ``cells[i]`` is cell *i*'s ranked gene list (descending expression). ``candidates`` is
+    kept in the order shown to the model (the builder sorts it; some third-party
+    records do not). ``answer`` is the gold label of each cell, in cell order, or ``None``
+    when unknown (e.g. a user's own clusters). ``reasoning`` holds a teacher trace for
+    SFT records. The remaining fields are provenance and are never shown to a model.
+    """
+
+    id: str
+    context: str
+    cells: list[list[str]]
+    candidates: list[str]
+    answer: list[str] | None = None
+    reasoning: str | None = None
+    source: str | None = None
+    donor: str | None = None
+    tissue: str | None = None
+    disease: str | None = None
+    cell_ids: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.cells)
+
+    # ---- rendering -------------------------------------------------------------------
+    @property
+    def user_msg(self) -> str:
+        return render_user_msg(self.context, self.cells, self.candidates)
+
+    @property
+    def answer_str(self) -> str | None:
+        return None if self.answer is None else ANSWER_SEP.join(self.answer)
+
+    @property
+    def assistant_msg(self) -> str | None:
+        if self.answer is None:
+            return None
+        if self.reasoning is not None:
+            return render_completion(self.reasoning, self.answer)
+        return self.answer_str
+
+    def messages(self, prompt_mode: PromptMode = "system") -> list[dict[str, str]]:
+        """Chat messages for a model.
+
+        ``system``: instructions as the system message (the SFT data's way).
+        ``user``: one user turn, the puzzle then a newline then the instructions (the
+        original RL data and test script's way).
+        """
+        if prompt_mode == "system":
+            return [{"role": "system", "content": SYSTEM_MSG}, {"role": "user", "content": self.user_msg}]
+        if prompt_mode == "user":
+            return [{"role": "user", "content": self.user_msg + "\n" + SYSTEM_MSG}]
+        raise ValueError(f"prompt_mode must be 'system' or 'user', not {prompt_mode!r}")
+
+    def to_record(self, provenance: bool = True) -> dict[str, Any]:
+        """The official record (``system_msg``, ``user_msg``, ``assistant_msg``) plus ``id``
+        and, when set, provenance fields. Fields that are ``None`` are left out, so
+        ``to_record(from_record(r)) == r`` for official records."""
+        rec: dict[str, Any] = {"id": self.id, "system_msg": SYSTEM_MSG, "user_msg": self.user_msg}
+        if self.assistant_msg is not None:
+            rec["assistant_msg"] = self.assistant_msg
+        if provenance:
+            for name in ("source", "donor", "tissue", "disease", "cell_ids"):
+                value = getattr(self, name)
+                if value is not None:
+                    rec[name] = list(value) if name == "cell_ids" else value
+            if self.source is not None or self.cell_ids is not None:
+                rec["n"] = self.n
+            rec.update(self.extra)
+        return rec
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], id: str | None = None) -> Puzzle:
+        return parse_record(record, id=id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- rendering helpers -------------------------------------------------------------------
+
+
+def render_user_msg(context: str, cells: list[list[str]], candidates: list[str]) -> str:
+    cell_lines = "\n".join(f"Cell {i}: {', '.join(genes)}" for i, genes in enumerate(cells, start=1))
+    return f"Context: {context} \n\n{cell_lines}\n\n{MATCH_LINE}\n" + "\n".join(candidates)
+
+
+def render_answer(labels: list[str]) -> str:
+    return ANSWER_SEP.join(labels)
+
+
+def render_completion(reasoning: str, labels: list[str] | str) -> str:
+    """``<think>{reasoning}</think>\\n<answer>{labels joined by ' | '}</answer>``."""
+    answer = labels if isinstance(labels, str) else render_answer(labels)
+    return f"<think>{reasoning}</think>\n<answer>{answer}</answer>"
+
+
+def split_answer(answer: str) -> list[str]:
+    """Gold/predicted answer string → labels (split on ``|``, stripped, empties dropped)."""
+    return [part.strip() for part in answer.split("|") if part.strip()]
+
+
+def puzzle_id(user_msg: str, assistant_msg: str | None = None) -> str:
+    """A stable id derived from the record's content, for records that carry none."""
+    digest = hashlib.sha1((user_msg + "\x00" + (assistant_msg or "")).encode("utf-8")).hexdigest()
+    return f"p_{digest[:16]}"
+
+
+# ---- parsing -----------------------------------------------------------------------------
+
+
+def parse_user_msg(user_msg: str) -> tuple[str, list[list[str]], list[str]]:
+    """Inverse of :func:`render_user_msg`. Also accepts the RL layout, where the
+    instructions follow the puzzle after a newline."""
+    text = user_msg
+    if text.endswith("\n" + SYSTEM_MSG):
+        text = text[: -len(SYSTEM_MSG) - 1]
+    m = _USER_RE.match(text)
+    if m is None:
+        raise RecordFormatError(
+            "user_msg does not follow the CellPuzzles layout "
+            "('Context: … \\n\\nCell 1: …\\n\\nMatch the cells above …'); "
+            "check that the file holds CellPuzzles records"
+        )
+    cells: list[list[str]] = []
+    for expected, line in enumerate(m["cells"].split("\n"), start=1):
+        cm = _CELL_RE.match(line)
+        if cm is None or int(cm["i"]) != expected:
+            raise RecordFormatError(f"user_msg: line {line[:40]!r} is not 'Cell {expected}: G1, G2, …'")
+        cells.append(cm["genes"].split(", ") if cm["genes"] else [])
+    candidates = m["candidates"].split("\n")
+    return m["context"], cells, candidates
+
+
+def parse_assistant_msg(assistant_msg: str) -> tuple[list[str], str | None]:
+    """Gold labels and, for reasoning records, the think text."""
+    m = _COMPLETION_RE.match(assistant_msg)
+    if m is not None:
+        return m["answer"].split(ANSWER_SEP), m["think"]
+    return assistant_msg.split(ANSWER_SEP), None
+
+
+def parse_record(record: dict[str, Any], id: str | None = None) -> Puzzle:
+    """Official record (+ optional ``id``, provenance and ``answer``) → :class:`Puzzle`.
+
+    The gold comes from ``assistant_msg`` or, failing that, ``answer``. An ``id`` is
+    derived from the content when the record has none.
+    """
+    if "user_msg" not in record:
+        raise RecordFormatError(
+            f"record has no 'user_msg' (fields: {', '.join(sorted(record)) or 'none'}); "
+            "expected official CellPuzzles records with system_msg/user_msg/assistant_msg"
+        )
+    context, cells, candidates = parse_user_msg(record["user_msg"])
+    gold = record.get("assistant_msg")
+    if gold is None:
+        gold = record.get("answer")
+    answer, reasoning = (None, None) if gold is None else parse_assistant_msg(gold)
+    known = {f.name for f in fields(Puzzle)} | {"system_msg", "user_msg", "assistant_msg", "answer", "n"}
+    extra = {k: v for k, v in record.items() if k not in known}
+    cell_ids = record.get("cell_ids")
+    return Puzzle(
+        id=str(id or record.get("id") or puzzle_id(record["user_msg"], gold)),
+        context=context,
+        cells=cells,
+        candidates=candidates,
+        answer=answer,
+        reasoning=reasoning,
+        source=record.get("source"),
+        donor=record.get("donor"),
+        tissue=record.get("tissue"),
+        disease=record.get("disease"),
+        cell_ids=None if cell_ids is None else [str(c) for c in cell_ids],
+        extra=extra,
+    )
+
+
+def render_record(puzzle: Puzzle, provenance: bool = True) -> dict[str, Any]:
+    return puzzle.to_record(provenance=provenance)
