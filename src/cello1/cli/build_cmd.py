@@ -1,5 +1,168 @@
-"""``cello1 build`` (placeholder until the builder lands)."""
+"""``cello1 build [INPUT.h5ad ...] -o DIR``: a thin layer over :func:`cello1.data.build_puzzles`
+and :func:`cello1.data.write_build`."""
+
+from __future__ import annotations
+
+import shlex
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
 import typer
-def build() -> None:
-    """Build CellPuzzles from annotated AnnData files."""
-    raise typer.Exit(1)
+
+from cello1.cli._common import cli_errors
+
+_KEYS = "Column names (CELLxGENE schema defaults)"
+_PUZZLES = "Puzzles"
+_SPLIT = "Train/test split"
+_INPUT = "Reading the data"
+
+
+@cli_errors
+def build(
+    ctx: typer.Context,
+    inputs: list[Path] = typer.Argument(
+        None, metavar="[INPUT.h5ad ...]", help="AnnData .h5ad files. None: the embedded pbmc68k_reduced (labels in bulk_labels)."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (train/test .jsonl + .parquet, leakage.json, README.md)."),
+    label_key: str | None = typer.Option(
+        None, help="obs column with the cell type [default: cell_type; bulk_labels for the embedded data].", rich_help_panel=_KEYS
+    ),
+    donor_key: str = typer.Option("donor_id", help="obs column with the donor; absent = one group per file.", rich_help_panel=_KEYS),
+    gene_key: str = typer.Option("feature_name", help="var column with gene symbols; absent = var_names.", rich_help_panel=_KEYS),
+    batch_key: str = typer.Option("batch", help="obs column that further splits donors into groups, when present.", rich_help_panel=_KEYS),
+    suspension_key: str = typer.Option("suspension_type", help="obs column with cell/nucleus.", rich_help_panel=_KEYS),
+    suspension_type: str = typer.Option(
+        "cell", help="Keep only cells with this suspension type when the column exists; 'any' keeps all.", rich_help_panel=_INPUT
+    ),
+    query: str | None = typer.Option(None, help="Select cells with a pandas obs query, e.g. 'tissue == \"lung\"'.", rich_help_panel=_INPUT),
+    max_cells: int = typer.Option(20_000, help="Subsample each file to at most this many cells (0 = all).", rich_help_panel=_INPUT),
+    top_k: int = typer.Option(50, help="Top expressed genes listed per cell.", rich_help_panel=_INPUT),
+    keep_ensembl_suffix: bool = typer.Option(
+        False, "--keep-ensembl-suffix", help="Keep 'CSF2RA_ENSG00000198223' as is (default strips to 'CSF2RA').", rich_help_panel=_INPUT
+    ),
+    backed: bool = typer.Option(False, "--backed", help="Read X from disk chunk by chunk (files larger than memory).", rich_help_panel=_INPUT),
+    chunk_size: int = typer.Option(2048, help="Rows per chunk for the top-gene computation.", rich_help_panel=_INPUT),
+    topk_engine: str = typer.Option(
+        "auto", help="Top-gene engine: auto (numba when installed) | numba | numpy; identical results.", rich_help_panel=_INPUT
+    ),
+    n_min: int = typer.Option(8, help="Smallest N (cells per puzzle).", rich_help_panel=_PUZZLES),
+    n_max: int = typer.Option(15, help="Largest N (cells per puzzle).", rich_help_panel=_PUZZLES),
+    puzzles_per_n: int = typer.Option(40, help="Target puzzles per N per group (donor/batch).", rich_help_panel=_PUZZLES),
+    seed: int = typer.Option(0, help="Random seed (same seed + inputs = same puzzles).", rich_help_panel=_PUZZLES),
+    split: str = typer.Option(
+        "auto",
+        help="auto (donor-disjoint with >= 2 donors, else cell-disjoint) | donor | cell | random (the original, leaky).",
+        rich_help_panel=_SPLIT,
+    ),
+    test_fraction: float = typer.Option(0.15, help="Share of puzzles (or cells) held out for test.", rich_help_panel=_SPLIT),
+    max_test: int = typer.Option(1100, help="Cap on test puzzles, stratified by N (0 = no cap).", rich_help_panel=_SPLIT),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Build CellPuzzles (train/test) from annotated AnnData files, leakage-free by default."""
+    from cello1.data import BuildConfig, build_puzzles, write_build
+
+    started = time.perf_counter()
+    config = BuildConfig(
+        donor_key=donor_key,
+        gene_key=gene_key,
+        batch_key=batch_key or None,
+        suspension_key=suspension_key,
+        suspension_type=None if suspension_type.lower() in {"any", "all", ""} else suspension_type,
+        query=query,
+        top_k=top_k,
+        n_min=n_min,
+        n_max=n_max,
+        puzzles_per_n=puzzles_per_n,
+        max_cells=max_cells or None,
+        seed=seed,
+        split=split,
+        test_fraction=test_fraction,
+        max_test=max_test or None,
+        strip_ensembl=not keep_ensembl_suffix,
+        backed=backed,
+        chunk_size=chunk_size,
+        topk_engine=topk_engine,
+        require_donor=_was_set(ctx, "donor_key"),
+        progress=progress,
+    )
+    if label_key is not None:
+        config.label_key = label_key
+    elif not inputs:
+        from cello1.data import EMBEDDED_LABEL_KEY
+
+        config.label_key = EMBEDDED_LABEL_KEY
+    config.validate()
+    _check_output(out, overwrite)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = build_puzzles(list(inputs) if inputs else None, config)
+    for note in result.warnings:
+        typer.echo(f"warning: {note}", err=True)
+    write_build(result, out, command=_command_line(ctx), overwrite=overwrite)
+    _print_summary(result, out, time.perf_counter() - started)
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Fail before the (possibly long) build, not after it."""
+    from cello1.io import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; choose another -o")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
+
+
+def _was_set(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in {"DEFAULT", "DEFAULT_MAP"}
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as typed, rebuilt from the options the user actually set."""
+    words = ["cello1", "build"]
+    params: dict[str, Any] = ctx.params
+    words += [str(p) for p in params.get("inputs") or []]
+    for param in ctx.command.params:
+        if param.name == "inputs" or not _was_set(ctx, param.name):
+            continue
+        value = params[param.name]
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if param.secondary_opts and not value:
+                words.append(max(param.secondary_opts, key=len))
+            elif value:
+                words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def _print_summary(result: Any, out: Path, seconds: float) -> None:
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    leak = result.leakage
+    table = Table(title=f"CellPuzzles build → {out}", show_lines=False)
+    table.add_column("N", justify="right")
+    table.add_column("train", justify="right")
+    table.add_column("test", justify="right")
+    train_n = Counter(p.n for p in result.train)
+    test_n = Counter(p.n for p in result.test)
+    for n in sorted(set(train_n) | set(test_n)):
+        table.add_row(str(n), str(train_n.get(n, 0)), str(test_n.get(n, 0)))
+    table.add_row("total", str(len(result.train)), str(len(result.test)), style="bold")
+    console = Console(stderr=False)
+    console.print(table)
+    cells = sum(s["kept"] for s in result.sources.values())
+    console.print(
+        f"split [bold]{result.split}[/bold] · {cells} cells from {len(result.sources)} input(s) · "
+        f"test puzzles with a train cell: {leak['test_puzzles_with_train_cell']} "
+        f"({100 * leak['test_puzzles_with_train_cell_share']:.1f}%), with a train gene list: "
+        f"{leak['test_puzzles_with_train_gene_list']} ({100 * leak['test_puzzles_with_train_gene_list_share']:.1f}%) · "
+        f"{seconds:.1f} s"
+    )

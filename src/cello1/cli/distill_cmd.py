@@ -1,5 +1,55 @@
-"""``cello1 distill`` (placeholder)."""
+"""``cello1 distill PUZZLES --solver NAME -o SFT.jsonl --k K``: a thin layer over
+:func:`cello1.training.distill.distill`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import typer
-def distill() -> None:
-    """Distil teacher traces with rejection sampling."""
-    raise typer.Exit(1)
+
+from cello1.cli._common import cli_errors
+
+
+@cli_errors
+def distill(
+    puzzles: Path = typer.Argument(..., help="Labelled puzzles (builder output or official records)."),
+    out: Path = typer.Option(..., "-o", "--out", help="SFT records (official format with <think>…</think>\\n<answer>…</answer>)."),
+    solver: str = typer.Option("markers", "--solver", "-s", help="Teacher: any solver (markers | reference | hf | openai | vllm | gguf …)."),
+    k: int = typer.Option(1, "--k", help="Traces asked per puzzle (sampling teachers; deterministic ones need 1)."),
+    model: str | None = typer.Option(None, help="Teacher model (LLM solvers)."),
+    prompt_mode: str | None = typer.Option(None, help="Teacher prompt mode: system | user."),
+    temperature: float | None = typer.Option(None, help="Teacher sampling temperature (LLM solvers)."),
+    max_new_tokens: int | None = typer.Option(None, help="Teacher generation budget (LLM solvers)."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint (openai solver)."),
+    concurrency: int | None = typer.Option(None, help="Parallel requests (openai solver)."),
+    train: Path | None = typer.Option(None, help="reference solver: its training puzzles."),
+    seed: int | None = typer.Option(None, help="Teacher random seed."),
+    limit: int | None = typer.Option(None, help="Only the first K puzzles."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Distil correct teacher traces with rejection sampling (resumable); report acceptance by N."""
+    from cello1.training.distill import distill as run_distill
+
+    options: dict[str, Any] = {
+        "model": model,
+        "prompt_mode": prompt_mode,
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "base_url": base_url,
+        "concurrency": concurrency,
+        "train": None if train is None else str(train),
+        "seed": seed,
+    }
+    options = {name: value for name, value in options.items() if value is not None}
+    report = run_distill(puzzles, solver, out, k=k, progress=progress, limit=limit, **options)
+    typer.echo(f"{'N':>4} {'puzzles':>8} {'traces':>7} {'accepted':>9} {'rate':>7} {'solved':>7}")
+    for row in report.table():
+        typer.echo(
+            f"{row['n']!s:>4} {row['puzzles']:>8} {row['traces']:>7} {row['accepted']:>9} "
+            f"{row['acceptance_rate']:>7.1%} {row['puzzles_with_trace']:>7}"
+        )
+    typer.echo(
+        f"wrote {len(report.kept)} SFT records to {out} "
+        f"({report.duplicates} duplicate traces dropped; raw traces in {report.traces_path})"
+    )

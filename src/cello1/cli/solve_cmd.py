@@ -1,5 +1,91 @@
-"""``cello1 solve`` (placeholder)."""
+"""``cello1 solve PUZZLES -o PRED.jsonl --solver NAME [options]``: a thin layer over
+:func:`cello1.solvers.run.solve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import typer
-def solve() -> None:
-    """Solve puzzles with a solver."""
-    raise typer.Exit(1)
+
+from cello1.cli._common import cli_errors
+
+_LLM = "LLM solvers"
+_API = "openai solver"
+_CLASSIC = "Non-LLM solvers"
+
+
+@cli_errors
+def solve(
+    puzzles: Path = typer.Argument(..., help="Puzzle file: builder JSONL/Parquet or official JSON/JSONL/Parquet."),
+    out: Path = typer.Option(..., "-o", "--out", help="Prediction JSONL (appended to; re-running resumes)."),
+    solver: str = typer.Option("markers", "--solver", "-s", help="random | markers | reference | hf | openai | vllm | gguf"),
+    model: str | None = typer.Option(None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM),
+    prompt_mode: str | None = typer.Option(
+        None, help="system: instructions as system message (SFT); user: appended to the user turn (RL/test).", rich_help_panel=_LLM
+    ),
+    n: int | None = typer.Option(None, "--n", help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
+    max_new_tokens: int | None = typer.Option(None, help="Generation budget per sample.", rich_help_panel=_LLM),
+    temperature: float | None = typer.Option(None, help="0 = greedy (default for --n 1).", rich_help_panel=_LLM),
+    top_p: float | None = typer.Option(None, help="Nucleus sampling.", rich_help_panel=_LLM),
+    batch_size: int | None = typer.Option(None, help="Puzzles per generation batch.", rich_help_panel=_LLM),
+    constrained: bool = typer.Option(
+        False, "--constrained", help="hf: the answer is always a valid permutation of the candidates.", rich_help_panel=_LLM
+    ),
+    chat_template: str | None = typer.Option(
+        None, help="hf: Jinja template (string or file) or 'plain' for tokenizers without one.", rich_help_panel=_LLM
+    ),
+    device: str | None = typer.Option(None, help="hf/vllm: cpu, cuda, cuda:1 … (default: auto).", rich_help_panel=_LLM),
+    dtype: str | None = typer.Option(None, help="hf: float32, bfloat16, float16 (default: auto).", rich_help_panel=_LLM),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", rich_help_panel=_API),
+    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API key [default: OPENAI_API_KEY].", rich_help_panel=_API),
+    concurrency: int | None = typer.Option(None, help="Parallel requests.", rich_help_panel=_API),
+    reasoning_effort: str | None = typer.Option(None, help="Reasoning models: low | medium | high.", rich_help_panel=_API),
+    timeout: float | None = typer.Option(None, help="Seconds per request before a retry.", rich_help_panel=_API),
+    max_retries: int | None = typer.Option(None, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
+    seed: int | None = typer.Option(None, help="Random seed.", rich_help_panel=_CLASSIC),
+    train: Path | None = typer.Option(None, help="reference: training puzzles.", rich_help_panel=_CLASSIC),
+    assignment: str | None = typer.Option(None, help="hungarian (default) | none.", rich_help_panel=_CLASSIC),
+    repair: bool = typer.Option(False, "--repair", help="Also record an optimal-assignment fix of invalid answers."),
+    shard: str | None = typer.Option(None, help="i/n: solve only shard i of n (by id)."),
+    limit: int | None = typer.Option(None, help="Only the first K puzzles."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Solve puzzles with a solver; one JSONL record per puzzle (and sample), resumable."""
+    from cello1.solvers.run import solve as run_solve
+
+    # only what the user set reaches the solver (constructors reject what they don't support)
+    options: dict[str, Any] = {
+        "model": model,
+        "prompt_mode": prompt_mode,
+        "n": n,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "top_p": top_p,
+        "batch_size": batch_size,
+        "constrained": True if constrained else None,
+        "chat_template": chat_template,
+        "device": device,
+        "dtype": dtype,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "reasoning_effort": reasoning_effort,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "seed": seed,
+        "train": None if train is None else str(train),
+        "assignment": assignment,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    records = run_solve(puzzles, solver, out, shard=shard, repair=repair, progress=progress, limit=limit, **options)
+    typer.echo(_summary(records, out), err=True)
+
+
+def _summary(records: list[dict[str, Any]], out: Path) -> str:
+    errors = sum(r.get("error") is not None for r in records)
+    valid = sum(r.get("assignment") is not None for r in records)
+    text = f"{len(records)} predictions in {out}: {valid} strict-format valid, {errors} errors"
+    if errors:
+        text += " (re-run the same command to retry them)"
+    return text

@@ -1,0 +1,52 @@
+"""Scoring: the paper's answer extraction, strict format check, reward and metrics.
+
+Pure Python (numpy only for the statistics); importing this package never imports
+torch or transformers, so RL reward workers can use it cheaply.
+
+    from cello1.scoring import batch_reward, trl_reward, evaluate
+    batch_reward("<think>…</think>\\n<answer>B cell | T cell</answer>", "B cell | T cell")  # 1.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cello1.scoring.parse import extract_answer, gold_labels, is_valid_format, parse_prediction, split_labels
+from cello1.scoring.reward import VARIANTS, batch_reward, batch_rewards
+from cello1.scoring.trl import completion_text, make_reward, trl_reward
+
+# Heavier parts (numpy statistics, file reading) load on first use.
+_LAZY = {
+    "evaluate": "cello1.scoring.evaluation",
+    "compare": "cello1.scoring.evaluation",
+    "load_predictions": "cello1.scoring.evaluation",
+    "bootstrap_ci": "cello1.scoring.bootstrap",
+    "paired_bootstrap": "cello1.scoring.bootstrap",
+    "lenient_labels": "cello1.scoring.lenient",
+    "lenient_score": "cello1.scoring.lenient",
+    "normalise_label": "cello1.scoring.lenient",
+    "compute_score": "cello1.scoring.verl",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cello1.scoring' has no attribute {name!r}")
+
+
+__all__ = [
+    "VARIANTS",
+    "batch_reward",
+    "batch_rewards",
+    "completion_text",
+    "extract_answer",
+    "gold_labels",
+    "is_valid_format",
+    "make_reward",
+    "parse_prediction",
+    "split_labels",
+    "trl_reward",
+    *_LAZY,
+]

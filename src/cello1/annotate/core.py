@@ -1,0 +1,254 @@
+"""Solve cluster puzzles and turn the answers into one label per cluster.
+
+Non-LLM solvers (anything with ``score_matrix``) give a clusters × candidates score
+matrix; the labels are its optimal one-to-one assignment (rectangular: with more
+clusters than types the leftovers are ``unassigned``, with fewer some types stay
+unused) or, with ``allow_repeats``, the best type per cluster.
+
+LLM solvers get the puzzle text with ``unassigned`` offered as an extra candidate when
+needed and a one-sentence note on the rules (see :func:`~cello1.annotate.puzzles.llm_view`);
+an invalid answer is repaired by an optimal assignment over string similarity.
+
+Confidence (0–1, per cluster):
+
+* score-matrix solvers: the scores are standardised over the whole matrix
+  (z = (s − mean) / sd), then confidence = sigmoid(z_chosen − z_best_other), i.e. a
+  two-way softmax between the chosen type and its strongest rival. Above 0.5 means the
+  chosen type is also the cluster's own best; below 0.5 means the uniqueness
+  constraint pushed the cluster to a type it scores lower than another one.
+* LLM solvers: the string similarity between what the model wrote for the cluster and
+  the final label — 1.0 when the answer was valid as given, lower when it was
+  repaired. It says how cleanly the answer parsed, not how likely it is right.
+* ``unassigned`` clusters: NaN.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cello1.annotate.puzzles import UNASSIGNED, ClusterPuzzle, llm_view
+from cello1.solvers.assignment import argmax_assignment, optimal_assignment
+from cello1.solvers.base import Solver
+from cello1.solvers.repair import label_similarity
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL)
+_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+
+
+@dataclass
+class ClusterCall:
+    """The decision for one cluster of one sample."""
+
+    split: str
+    cluster: str
+    n_cells: int
+    label: str
+    confidence: float
+    reasoning: str
+    genes: list[str] = field(default_factory=list)
+    scores: list[float] | None = None  # one per candidate (sorted candidates), when known
+
+
+@dataclass
+class PuzzleAnswer:
+    """All calls for one puzzle plus what the solver said about it as a whole."""
+
+    puzzle: ClusterPuzzle
+    calls: list[ClusterCall]
+    text: str  # raw solver output (LLM) or a generated summary (score matrix)
+    repaired: bool = False
+
+
+def is_matrix_solver(solver: Solver) -> bool:
+    return callable(getattr(solver, "score_matrix", None))
+
+
+def solve_cluster_puzzle(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool = False) -> PuzzleAnswer:
+    if is_matrix_solver(solver):
+        return _solve_with_scores(puzzle, solver, allow_repeats)
+    return _solve_with_text(puzzle, solver, allow_repeats)
+
+
+# ---- score-matrix solvers -----------------------------------------------------------------
+
+
+def _solve_with_scores(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:
+    scores = np.asarray(solver.score_matrix(puzzle), dtype=float)
+    expected = (puzzle.n, len(puzzle.candidates))
+    if scores.shape != expected:
+        raise RuntimeError(f"{solver.name}.score_matrix returned shape {scores.shape}, expected {expected}")
+    columns = argmax_assignment(scores) if allow_repeats else optimal_assignment(scores)
+    confidence = margin_confidence(scores, columns)
+    calls = []
+    for i, col in enumerate(columns):
+        label = UNASSIGNED if col is None else puzzle.candidates[col]
+        calls.append(
+            ClusterCall(
+                split=puzzle.split,
+                cluster=puzzle.clusters[i],
+                n_cells=puzzle.n_cells[i],
+                label=label,
+                confidence=float(confidence[i]),
+                reasoning=explain_scores(puzzle, scores[i], col, allow_repeats, _evidence(solver, puzzle, i, col)),
+                genes=list(puzzle.cells[i]),
+                scores=[float(s) for s in scores[i]],
+            )
+        )
+    rule = "best type per cluster" if allow_repeats else "optimal one-to-one assignment"
+    text = f"{solver.name} scores for {puzzle.n} clusters × {len(puzzle.candidates)} types; {rule}."
+    return PuzzleAnswer(puzzle, calls, text)
+
+
+def _standardise(scores: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return np.zeros_like(scores)
+    vals = scores[finite]
+    sd = vals.std() or 1.0
+    z = (scores - vals.mean()) / sd
+    # -inf (impossible) → far below everything else; +inf → far above
+    return np.where(finite, z, np.where(scores > 0, 1e3, -1e3))
+
+
+def margin_confidence(scores: np.ndarray, columns: list[int | None]) -> np.ndarray:
+    """sigmoid(z_chosen − z_best_other) per row; NaN for unassigned rows."""
+    z = _standardise(np.asarray(scores, dtype=float))
+    out = np.full(len(columns), np.nan)
+    for i, col in enumerate(columns):
+        if col is None:
+            continue
+        if z.shape[1] == 1:
+            out[i] = 1.0
+            continue
+        rival = np.max(np.delete(z[i], col))
+        out[i] = 1.0 / (1.0 + np.exp(-np.clip(z[i, col] - rival, -50, 50)))
+    return out
+
+
+def _evidence(solver: Solver, puzzle: ClusterPuzzle, cluster: int, col: int | None) -> str:
+    """The solver's own evidence phrase (MatrixSolver.evidence), when it offers one."""
+    explain = getattr(solver, "evidence", None)
+    if col is None or not callable(explain):
+        return ""
+    try:
+        return str(explain(puzzle, cluster, col) or "")
+    except Exception:  # evidence is a nicety; never lose the annotation over it
+        return ""
+
+
+def explain_scores(
+    puzzle: ClusterPuzzle, row: np.ndarray, col: int | None, allow_repeats: bool, evidence: str = ""
+) -> str:
+    """A short evidence sentence for one cluster: the leading types and why."""
+    order = np.argsort(-row, kind="stable")[:3]
+    ranked = ", ".join(f"{puzzle.candidates[j]} ({row[j]:.3g})" for j in order)
+    head = f"Top scores: {ranked}."
+    if col is None:
+        return f"{head} Unassigned: every type went to a cluster that fits it better."
+    chosen = puzzle.candidates[col]
+    tail = f" Evidence: {evidence}." if evidence else ""
+    if col == int(order[0]):
+        return f"{head} Assigned {chosen}, its best-scoring type.{tail}"
+    why = "" if allow_repeats else " (its better types went to clusters that fit them better)"
+    return f"{head} Assigned {chosen}{why}.{tail}"
+
+
+# ---- LLM solvers --------------------------------------------------------------------------
+
+
+def _solve_with_text(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:
+    view = llm_view(puzzle, allow_repeats)
+    completion = solver.solve_batch([view])[0][0]
+    if completion.error:
+        raise RuntimeError(f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}")
+    raw = answer_labels(completion.text)
+    labels, similarity, repaired = repair_labels(raw, puzzle.n, puzzle.candidates, allow_repeats)
+    think = think_text(completion.text)
+    calls = []
+    for i, label in enumerate(labels):
+        said = raw[i] if i < len(raw) else "(nothing)"
+        note = "" if not repaired else f" Model answer {said!r}, repaired to {label!r}."
+        calls.append(
+            ClusterCall(
+                split=puzzle.split,
+                cluster=puzzle.clusters[i],
+                n_cells=puzzle.n_cells[i],
+                label=label,
+                confidence=float("nan") if label == UNASSIGNED else similarity[i],
+                reasoning=f"{solver.name}: {said}.{note}",
+                genes=list(puzzle.cells[i]),
+            )
+        )
+    return PuzzleAnswer(puzzle, calls, think or completion.text, repaired=repaired)
+
+
+def answer_labels(text: str) -> list[str]:
+    """Labels from a completion: the ``<answer>`` part, else the first line with ``|``."""
+    match = _ANSWER_RE.search(text)
+    if match:
+        answer = match.group(1)
+    else:
+        answer = next((line for line in text.splitlines() if "|" in line), text.strip())
+    return [part.strip() for part in answer.split("|") if part.strip()]
+
+
+def think_text(text: str) -> str:
+    match = _THINK_RE.search(text)
+    return match.group(1).strip() if match else ""
+
+
+def is_valid_answer(labels: list[str], n: int, candidates: list[str], allow_repeats: bool) -> bool:
+    if len(labels) != n:
+        return False
+    known = {c.lower() for c in candidates} | {UNASSIGNED}
+    if any(label.lower() not in known for label in labels):
+        return False
+    used = [label.lower() for label in labels if label.lower() != UNASSIGNED]
+    if not allow_repeats and len(used) != len(set(used)):
+        return False
+    # unassigned only for clusters that cannot get a type
+    return allow_repeats or len(used) == min(n, len(candidates))
+
+
+def repair_labels(
+    raw: list[str], n: int, candidates: list[str], allow_repeats: bool
+) -> tuple[list[str], list[float], bool]:
+    """Valid labels for ``n`` clusters from a possibly invalid answer.
+
+    Returns (labels, similarity of each raw label to its final label, repaired?). A
+    valid answer is returned as is (with canonical capitalisation). Otherwise cluster i
+    gets the candidate most similar to what the model wrote at position i, under an
+    optimal one-to-one assignment (or independently with ``allow_repeats``); extra
+    clusters become ``unassigned``.
+    """
+    canonical = {c.lower(): c for c in candidates} | {UNASSIGNED: UNASSIGNED}
+    if is_valid_answer(raw, n, candidates, allow_repeats):
+        return [canonical[label.lower()] for label in raw], [1.0] * n, False
+    padded = [raw[i] if i < len(raw) else "" for i in range(n)]
+    sim = np.array([[label_similarity(p, c) for c in candidates] for p in padded]).reshape(n, len(candidates))
+    if allow_repeats:
+        columns: list[int | None] = list(argmax_assignment(sim))
+    else:
+        # a cluster the model called "unassigned" should stay so when there is room
+        said_unassigned = np.array([p.strip().lower() == UNASSIGNED for p in padded])
+        sim = sim - said_unassigned[:, None] * 1.0
+        columns = optimal_assignment(sim)
+        sim = sim + said_unassigned[:, None] * 1.0
+    labels = [UNASSIGNED if c is None else candidates[c] for c in columns]
+    similarity = [float("nan") if c is None else float(sim[i, c]) for i, c in enumerate(columns)]
+    return labels, similarity, True
+
+
+def puzzle_summary(answer: PuzzleAnswer) -> dict[str, Any]:
+    """Plain-type summary of one puzzle for ``uns`` (no None values)."""
+    return {
+        "split": answer.puzzle.split,
+        "n_clusters": answer.puzzle.n,
+        "context": answer.puzzle.context,
+        "text": answer.text,
+        "repaired": bool(answer.repaired),
+    }

@@ -1,0 +1,481 @@
+"""Building CellPuzzles from annotated AnnData: the library behind ``cello1 build``.
+
+>>> from cello1.data import build_puzzles, pbmc68k_reduced
+>>> result = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4)
+>>> result.train[0].n, len(result.test), result.leakage["test_puzzles_with_train_cell"]
+
+Steps per input (spec §4, minus the original's flaws): select cells (labelled,
+``suspension_type == "cell"``, optional ``query``), subsample to ``max_cells``, take
+each cell's top-K genes (vectorised, chunked; backed files read chunk by chunk),
+group by donor (and batch), draw puzzles, then split train/test without leakage.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cello1.data.context import context_columns, context_sentence, is_missing
+from cello1.data.sampling import n_values, rng_for, sample_group, stratified_sample
+from cello1.data.split import SPLITS, choose_test_donors, leakage_report, partition_cells
+from cello1.data.topgenes import DEFAULT_CHUNK_SIZE, ENGINES, gene_symbols, top_gene_indices
+from cello1.io import InputError
+from cello1.puzzle import Puzzle
+
+DEFAULT_DONOR_KEY = "donor_id"
+DEFAULT_GENE_KEY = "feature_name"
+
+
+@dataclass
+class BuildConfig:
+    """Every setting of a build (defaults reproduce the official recipe, minus leakage)."""
+
+    label_key: str = "cell_type"
+    donor_key: str = DEFAULT_DONOR_KEY
+    gene_key: str = DEFAULT_GENE_KEY
+    batch_key: str | None = "batch"
+    suspension_key: str = "suspension_type"
+    suspension_type: str | None = "cell"  # keep only these cells when the column exists; None = all
+    query: str | None = None  # optional pandas ``obs.query`` selection, e.g. 'tissue == "lung"'
+    top_k: int = 50
+    n_min: int = 8
+    n_max: int = 15
+    puzzles_per_n: int = 40  # per N, per group
+    max_cells: int | None = 20_000  # per input file; None or 0 = no cap
+    seed: int = 0
+    split: str = "auto"  # auto | donor | cell | random
+    test_fraction: float = 0.15
+    max_test: int | None = 1_100  # the original's cap; None or 0 = no cap
+    strip_ensembl: bool = True  # "CSF2RA_ENSG00000198223" -> "CSF2RA"
+    backed: bool = False  # open .h5ad paths with backed="r" and read X chunk by chunk
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    topk_engine: str = "auto"  # auto | numba | numpy (identical results)
+    require_donor: bool = False  # a missing donor column is an error, not a warning
+    progress: bool = False
+
+    def validate(self) -> None:
+        if self.split not in SPLITS:
+            raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+        if self.n_min < 2:
+            raise InputError(f"--n-min must be at least 2 (got {self.n_min})")
+        if self.n_max < self.n_min:
+            raise InputError(f"--n-max ({self.n_max}) must be >= --n-min ({self.n_min})")
+        if self.top_k < 1:
+            raise InputError(f"--top-k must be at least 1 (got {self.top_k})")
+        if self.puzzles_per_n < 1:
+            raise InputError(f"--puzzles-per-n must be at least 1 (got {self.puzzles_per_n})")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InputError(f"--test-fraction must be between 0 and 1 (got {self.test_fraction})")
+        if self.max_cells is not None and self.max_cells < 0:
+            raise InputError(f"--max-cells must be >= 0 (0 = no cap), got {self.max_cells}")
+        if self.chunk_size < 1:
+            raise InputError(f"--chunk-size must be at least 1 (got {self.chunk_size})")
+        if self.topk_engine not in ENGINES:
+            raise InputError(f"--topk-engine must be one of {', '.join(ENGINES)}, not {self.topk_engine!r}")
+
+
+@dataclass
+class BuildResult:
+    """Puzzles of a build plus what is needed to describe it."""
+
+    train: list[Puzzle]
+    test: list[Puzzle]
+    leakage: dict[str, Any]
+    config: BuildConfig
+    split: str  # the split actually used (``auto`` resolved)
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)  # per input: cells seen/kept
+    warnings: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # ``train, test = build_puzzles(...)``
+        return iter((self.train, self.test))
+
+
+@dataclass
+class CellTable:
+    """The selected cells of all inputs, one entry per cell."""
+
+    source: list[str] = field(default_factory=list)
+    cell_id: list[str] = field(default_factory=list)
+    label: list[str] = field(default_factory=list)
+    donor: list[str | None] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+    tissue: list[str | None] = field(default_factory=list)
+    disease: list[str | None] = field(default_factory=list)
+    context: list[str] = field(default_factory=list)
+    genes: list[tuple[str, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def groups(self) -> dict[str, np.ndarray]:
+        by_group: dict[str, list[int]] = {}
+        for i, g in enumerate(self.group):
+            by_group.setdefault(g, []).append(i)
+        return {g: np.asarray(by_group[g]) for g in sorted(by_group)}
+
+
+# ---- reading inputs -------------------------------------------------------------------
+
+
+def open_h5ad(path: str | os.PathLike, backed: bool = False) -> Any:
+    """``anndata.read_h5ad`` with one-line errors for a missing or unreadable file."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path (or omit INPUT to use the embedded pbmc68k_reduced)")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass .h5ad files")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as exc:  # h5py/anndata raise many types for a non-h5ad file
+        raise InputError(
+            f"{path}: not a readable .h5ad (AnnData) file ({type(exc).__name__}); "
+            "pass an AnnData .h5ad file, e.g. one downloaded from CELLxGENE"
+        ) from None
+
+
+def source_name(item: Any, index: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).stem
+    title = getattr(item, "uns", {}).get("title") if hasattr(item, "uns") else None
+    return str(title) if title else f"adata{index}"
+
+
+def _column_error(kind: str, key: str, option: str, columns: Sequence[str], source: str) -> InputError:
+    shown = ", ".join(map(str, columns)) or "none"
+    return InputError(f"{source}: {kind} column {key!r} not in obs (available: {shown}); pass {option} COLUMN")
+
+
+def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str]) -> np.ndarray:
+    """Row indices (sorted) of the cells to use: labelled, suspension filter, query."""
+    obs = adata.obs
+    if config.label_key not in obs.columns:
+        raise _column_error("label", config.label_key, "--label-key", list(obs.columns), source)
+    keep = ~np.asarray([is_missing(v) for v in obs[config.label_key].tolist()])
+    steps = [f"{int(keep.sum())} labelled"]
+    if config.suspension_type and config.suspension_key in obs.columns:
+        keep &= (obs[config.suspension_key].astype(str) == config.suspension_type).to_numpy()
+        steps.append(f"{int(keep.sum())} with {config.suspension_key} == {config.suspension_type!r}")
+    if config.query:
+        try:
+            chosen = obs.index.isin(obs.query(config.query).index)
+        except Exception as exc:
+            raise InputError(f"--query {config.query!r} failed on {source} ({type(exc).__name__}: {exc})") from None
+        keep &= chosen
+        steps.append(f"{int(keep.sum())} matching the query")
+    rows = np.flatnonzero(keep)
+    if rows.size == 0:
+        notes.append(f"{source}: empty selection ({obs.shape[0]} cells -> " + " -> ".join(steps) + ")")
+    return rows
+
+
+def gene_names(adata: Any, config: BuildConfig, source: str) -> np.ndarray:
+    var = adata.var
+    if config.gene_key in var.columns:
+        names = var[config.gene_key].tolist()
+    elif config.gene_key != DEFAULT_GENE_KEY:
+        shown = ", ".join(map(str, var.columns)) or "none"
+        raise InputError(f"{source}: gene column {config.gene_key!r} not in var (available: {shown}); pass --gene-key COLUMN")
+    else:
+        names = adata.var_names.tolist()
+    return gene_symbols(names, strip_ensembl=config.strip_ensembl)
+
+
+def donor_values(adata: Any, config: BuildConfig, source: str, notes: list[str]) -> list[str | None]:
+    obs = adata.obs
+    if config.donor_key in obs.columns:
+        return [None if is_missing(v) else str(v) for v in obs[config.donor_key].tolist()]
+    if config.require_donor or config.donor_key != DEFAULT_DONOR_KEY:
+        raise _column_error("donor", config.donor_key, "--donor-key", list(obs.columns), source)
+    notes.append(f"{source}: no {config.donor_key!r} column in obs; all its cells form one group (one donor)")
+    return [None] * obs.shape[0]
+
+
+def contexts(obs: Any, rows: np.ndarray) -> list[str]:
+    """Context sentence per selected row, computed once per distinct metadata combination."""
+    columns = context_columns(list(obs.columns))
+    if not columns:
+        return [""] * rows.size
+    sub = obs.iloc[rows][columns]
+    values = list(zip(*[sub[c].astype(object).tolist() for c in columns]))
+    cache: dict[tuple, str] = {}
+    out = []
+    for combo in values:
+        if combo not in cache:
+            cache[combo] = context_sentence(dict(zip(columns, combo)))
+        out.append(cache[combo])
+    return out
+
+
+def add_input(
+    table: CellTable,
+    adata: Any,
+    source: str,
+    config: BuildConfig,
+    notes: list[str],
+    progress: Callable[[int], None] | None,
+) -> dict[str, int]:
+    """Select, subsample and rank genes for one AnnData; append its cells to ``table``."""
+    obs = adata.obs
+    rows = select_cells(adata, config, source, notes)
+    donors = donor_values(adata, config, source, notes)
+    names = gene_names(adata, config, source)
+    if config.max_cells and rows.size > config.max_cells:
+        rows = np.sort(rng_for(config.seed, "subsample", source).choice(rows, config.max_cells, replace=False))
+    if rows.size == 0:
+        return {"cells": obs.shape[0], "selected": 0, "kept": 0}
+    top = top_gene_indices(
+        adata.X, k=config.top_k, chunk_size=config.chunk_size, rows=rows, progress=progress, engine=config.topk_engine
+    )
+    lookup = np.append(names, None)
+    counts = (top >= 0).sum(axis=1)
+    genes = [tuple(row[:c]) for row, c in zip(lookup[top].tolist(), counts.tolist())]
+    has_genes = counts > 0
+    if not has_genes.all():
+        notes.append(f"{source}: {int((~has_genes).sum())} cells with no expressed gene skipped")
+    batch = (
+        obs[config.batch_key].astype(str).to_numpy()
+        if config.batch_key and config.batch_key in obs.columns
+        else None
+    )
+    labels = obs[config.label_key].astype(str).to_numpy()
+    cell_ids = obs.index.astype(str).to_numpy()
+    tissue = _optional_column(obs, "tissue")
+    disease = _optional_column(obs, "disease")
+    sentence = contexts(obs, rows)
+    for j, row in enumerate(rows.tolist()):
+        if not has_genes[j]:
+            continue
+        donor = donors[row]
+        table.source.append(source)
+        table.cell_id.append(cell_ids[row])
+        table.label.append(labels[row])
+        table.donor.append(donor)
+        table.group.append(f"{source}|{donor}|{'' if batch is None else batch[row]}")
+        table.tissue.append(tissue[row])
+        table.disease.append(disease[row])
+        table.context.append(sentence[j])
+        table.genes.append(genes[j])
+    return {"cells": obs.shape[0], "selected": int(rows.size), "kept": int(has_genes.sum())}
+
+
+def _optional_column(obs: Any, column: str) -> list[str | None]:
+    if column not in obs.columns:
+        return [None] * obs.shape[0]
+    return [None if is_missing(v) else str(v) for v in obs[column].tolist()]
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="cells", desc="top genes", disable=not enabled, leave=False)
+
+
+def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, dict[str, dict[str, int]], list[str]]:
+    table = CellTable()
+    sources: dict[str, dict[str, int]] = {}
+    notes: list[str] = []
+    for index, item in enumerate(inputs):
+        adata = open_h5ad(item, backed=config.backed) if isinstance(item, (str, os.PathLike)) else item
+        source = source_name(item, index)
+        if source in sources:
+            source = f"{source}#{index}"
+        with _progress_bar(adata.n_obs, config.progress) as bar:
+            bar.set_description(f"top genes: {source}")
+            sources[source] = add_input(table, adata, source, config, notes, bar.update)
+        if getattr(adata, "isbacked", False):
+            adata.file.close()
+    if len(table) == 0:
+        raise InputError("empty selection: no cells left to build from; " + "; ".join(notes) + " (check --label-key, --suspension-type, --query)")
+    return table, sources, notes
+
+
+# ---- puzzles and split ----------------------------------------------------------------
+
+
+def make_puzzle(table: CellTable, cells: list[int]) -> Puzzle:
+    first = cells[0]
+    answer = [table.label[c] for c in cells]
+    return Puzzle(
+        id="",
+        context=table.context[first],
+        cells=[list(table.genes[c]) for c in cells],
+        candidates=sorted(answer),
+        answer=answer,
+        source=table.source[first],
+        donor=table.donor[first],
+        tissue=table.tissue[first],
+        disease=table.disease[first],
+        cell_ids=[table.cell_id[c] for c in cells],
+    )
+
+
+def check_enough_types(table: CellTable, groups: dict[str, np.ndarray], n_min: int) -> None:
+    largest = max(len({table.label[c] for c in cells.tolist()}) for cells in groups.values())
+    if largest < n_min:
+        raise InputError(
+            f"no group (donor/batch) has {n_min} distinct cell types (the largest has {largest}); "
+            f"lower --n-min to {largest} or below, or check --label-key/--donor-key"
+        )
+
+
+def draw(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, per_n: int, tag: str) -> list[list[int]]:
+    puzzles: list[list[int]] = []
+    for name, cells in groups.items():
+        if cells.size:
+            rng = rng_for(config.seed, "puzzles", tag, name)
+            puzzles += sample_group(cells, table.label, config.n_min, config.n_max, per_n, rng)
+    return puzzles
+
+
+def cap_test(test: list[list[int]], config: BuildConfig) -> list[list[int]]:
+    if config.max_test and len(test) > config.max_test:
+        keep = stratified_sample([len(p) for p in test], config.max_test, rng_for(config.seed, "cap"))
+        test = [test[i] for i in keep.tolist()]
+    return test
+
+
+def resolve_split(table: CellTable, config: BuildConfig, notes: list[str]) -> str:
+    donors = {d for d in table.donor if d is not None}
+    if config.split == "auto":
+        return "donor" if len(donors) >= 2 else "cell"
+    if config.split == "donor" and len(donors) < 2:
+        raise InputError(
+            f"--split donor needs at least 2 donors, found {len(donors)} (column {config.donor_key!r}); "
+            "use --split cell (or auto)"
+        )
+    return config.split
+
+
+def split_random(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig):
+    """The original: draw all puzzles, then a stratified-by-N sample of them is test."""
+    puzzles = draw(table, groups, config, config.puzzles_per_n, "all")
+    n_test = max(1, round(config.test_fraction * len(puzzles)))
+    if config.max_test:
+        n_test = min(n_test, config.max_test)
+    test_idx = set(stratified_sample([len(p) for p in puzzles], n_test, rng_for(config.seed, "random-split")).tolist())
+    train = [p for i, p in enumerate(puzzles) if i not in test_idx]
+    test = [p for i, p in enumerate(puzzles) if i in test_idx]
+    return train, test
+
+
+def split_donor(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]):
+    puzzles = draw(table, groups, config, config.puzzles_per_n, "all")
+    counts: dict[str, int] = {}
+    for p in puzzles:
+        donor = table.donor[p[0]]
+        if donor is not None:
+            counts[donor] = counts.get(donor, 0) + 1
+    if len(counts) < 2:
+        return None
+    target = max(1, round(config.test_fraction * len(puzzles)))
+    if config.max_test:
+        target = min(target, config.max_test)
+    test_donors = choose_test_donors(counts, target, rng_for(config.seed, "donor-split"))
+    # puzzles of cells without a donor id cannot be placed safely: train only
+    train = [p for p in puzzles if table.donor[p[0]] not in test_donors]
+    test = [p for p in puzzles if table.donor[p[0]] in test_donors]
+    capped = cap_test(test, config)
+    if len(capped) < len(test):
+        notes.append(f"test capped at {len(capped)} puzzles (stratified by N); {len(test) - len(capped)} test-donor puzzles dropped")
+    return train, capped
+
+
+def split_cell(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]):
+    is_test = partition_cells(list(groups.values()), table.label, table.genes, config.test_fraction, rng_for(config.seed, "cell-split"))
+    test_per_n = max(1, round(config.puzzles_per_n * config.test_fraction))
+    train_per_n = max(1, config.puzzles_per_n - test_per_n)
+    train_groups = {g: c[~is_test[c]] for g, c in groups.items()}
+    test_groups = {g: c[is_test[c]] for g, c in groups.items()}
+    train = draw(table, train_groups, config, train_per_n, "train")
+    test = draw(table, test_groups, config, test_per_n, "test")
+    capped = cap_test(test, config)
+    if len(capped) < len(test):
+        notes.append(f"test capped at {len(capped)} puzzles (stratified by N)")
+    if not test:
+        notes.append(f"the held-out cells have fewer than {config.n_min} types in every group: the test set is empty")
+    return train, capped
+
+
+def assign_ids(table: CellTable, cell_lists: list[list[int]], prefix: str, seed: int) -> list[Puzzle]:
+    """Puzzles in a seeded shuffled order (so any head is representative), ids ``{prefix}_000000``…"""
+    order = rng_for(seed, "order", prefix).permutation(len(cell_lists)).tolist()
+    puzzles = []
+    for i, j in enumerate(order):
+        puzzle = make_puzzle(table, cell_lists[j])
+        puzzle.id = f"{prefix}_{i:06d}"
+        puzzles.append(puzzle)
+    return puzzles
+
+
+def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) -> tuple[list[Puzzle], list[Puzzle], str]:
+    groups = table.groups()
+    check_enough_types(table, groups, config.n_min)
+    split = resolve_split(table, config, notes)
+    result = None
+    if split == "donor":
+        result = split_donor(table, groups, config, notes)
+        if result is None:
+            if config.split == "donor":
+                raise InputError("--split donor: fewer than 2 donors have enough cell types for a puzzle; use --split cell")
+            notes.append("fewer than 2 donors yield puzzles: using a cell-disjoint split")
+            split = "cell"
+    if split == "cell":
+        result = split_cell(table, groups, config, notes)
+    elif split == "random":
+        notes.append("--split random reproduces the original puzzle-level split: test cells also occur in train")
+        result = split_random(table, groups, config)
+    train, test = result
+    return assign_ids(table, train, "train", config.seed), assign_ids(table, test, "test", config.seed), split
+
+
+def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, **overrides: Any) -> BuildResult:
+    """Build CellPuzzles from one or more AnnData objects or ``.h5ad`` paths.
+
+    ``adata_or_list``: an AnnData, a path, or a list of them (``None`` = the embedded
+    :func:`~cello1.data.pbmc68k_reduced`, labels in ``bulk_labels``). Settings come from
+    ``config`` (a :class:`BuildConfig`) with keyword ``overrides`` on top, e.g.
+    ``build_puzzles(adata, label_key="bulk_labels", n_min=3, n_max=4, seed=0)``.
+    Problems with the input raise :class:`cello1.io.InputError` with a one-line message.
+    """
+    base = config or BuildConfig()
+    unknown = set(overrides) - {f.name for f in fields(BuildConfig)}
+    if unknown:
+        raise TypeError(f"unknown build option(s): {', '.join(sorted(unknown))}")
+    if adata_or_list is None:
+        from cello1.data.embedded import EMBEDDED_LABEL_KEY, pbmc68k_reduced
+
+        adata_or_list = pbmc68k_reduced()
+        if config is None and "label_key" not in overrides:
+            overrides["label_key"] = EMBEDDED_LABEL_KEY
+    config = replace(base, **overrides)
+    config.validate()
+    inputs = list(adata_or_list) if isinstance(adata_or_list, (list, tuple)) else [adata_or_list]
+    if not inputs:
+        raise InputError("no input given; pass AnnData objects or .h5ad paths")
+    table, sources, notes = read_cells(inputs, config)
+    train, test, split = build_from_table(table, config, notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return BuildResult(
+        train=train,
+        test=test,
+        leakage=leakage_report(train, test, split),
+        config=config,
+        split=split,
+        sources=sources,
+        warnings=notes,
+    )
+
+
+def config_dict(config: BuildConfig) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,306 @@
+"""The knowledge base: Cell Ontology terms, their marker genes, and label → term mapping.
+
+Mapping order for a free-text label (first hit wins):
+
+1. ``exact``     — the label is a CL term name (case-insensitive);
+2. ``synonym``   — the label is an exact CL synonym;
+3. ``alias``     — a curated alias for common immunophenotype/short labels
+   (e.g. pbmc68k's "CD56+ NK", "CD4+/CD25 T Reg");
+4. ``normalised``— after normalisation ("CD14+" → "CD14-positive", plurals, "T-cell",
+   a missing trailing "cell") the label equals a name or synonym;
+5. ``fuzzy``     — the closest name/synonym by :mod:`difflib` ratio ≥ ``FUZZY_CUTOFF``;
+6. ``unmapped``  — nothing close enough; the label gets no markers (neutral scores).
+
+A term without markers of its own borrows them from its nearest ancestor that has some
+(``LabelMapping.marker_term_id``), e.g. a rare subtype uses its parent type's markers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import gzip
+import json
+import re
+from collections import deque
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+RESOURCE = "cell_knowledge.json.gz"
+FUZZY_CUTOFF = 0.86
+
+# Curated aliases: common labels that are not CL names or synonyms. Keys are compared
+# after `_normalise`. Values are CL ids.
+ALIASES: dict[str, str] = {
+    # pbmc68k_reduced `bulk_labels` (Zheng et al. 2017 FACS-sorted populations)
+    "cd56+ nk": "CL:0000623",
+    "cd4+/cd45ra+/cd25- naive t": "CL:0000895",
+    "dendritic": "CL:0000451",
+    "cd34+": "CL:0008001",
+    "cd19+ b": "CL:0000236",
+    "cd8+ cytotoxic t": "CL:0000625",
+    "cd4+/cd25 t reg": "CL:0000815",
+    "cd4+/cd45ro+ memory": "CL:0000897",
+    "cd8+/cd45ra+ naive cytotoxic": "CL:0000900",
+    "cd14+ monocyte": "CL:0001054",
+    # frequent short forms in annotated atlases
+    "nk": "CL:0000623",
+    "nk cell": "CL:0000623",
+    "t": "CL:0000084",
+    "b": "CL:0000236",
+    "treg": "CL:0000815",
+    "t reg": "CL:0000815",
+    "cd4 t": "CL:0000624",
+    "cd4 t cell": "CL:0000624",
+    "cd4+ t": "CL:0000624",
+    "cd4+ t cell": "CL:0000624",
+    "cd8 t": "CL:0000625",
+    "cd8 t cell": "CL:0000625",
+    "cd8+ t": "CL:0000625",
+    "cd8+ t cell": "CL:0000625",
+    "naive cd4 t": "CL:0000895",
+    "memory cd4 t": "CL:0000897",
+    "naive cd8 t": "CL:0000900",
+    "cd14 mono": "CL:0001054",
+    "cd14+ mono": "CL:0001054",
+    "cd16 mono": "CL:0000875",
+    "cd16+ mono": "CL:0000875",
+    "cd16+ monocyte": "CL:0000875",
+    "fcgr3a+ mono": "CL:0000875",
+    "fcgr3a+ monocyte": "CL:0000875",
+    "mono": "CL:0000576",
+    "dc": "CL:0000451",
+    "pdc": "CL:0000784",
+    "cdc": "CL:0000990",
+    "cdc1": "CL:0002394",
+    "cdc2": "CL:0002399",
+    "mdc": "CL:0000782",
+    "hsc": "CL:0000037",
+    "hspc": "CL:0008001",
+    "plasma": "CL:0000786",
+    "platelet": "CL:0000233",
+    "megakaryocyte": "CL:0000556",
+    "erythrocyte": "CL:0000232",
+    "at1": "CL:0002062",
+    "at2": "CL:0002063",
+    "mast": "CL:0000097",
+    "macro": "CL:0000235",
+    "mac": "CL:0000235",
+}
+
+# Tissue → CL ids plausible there (curated; used to propose candidates when a user has
+# none). Types found in most tissues are added to every list.
+_EVERYWHERE = [
+    "CL:0000084", "CL:0000236", "CL:0000623", "CL:0000235", "CL:0000576", "CL:0000451",
+    "CL:0000097", "CL:0000115", "CL:0000057", "CL:0000669", "CL:0000192",
+]
+TISSUES: dict[str, list[str]] = {
+    "blood": [
+        "CL:0000895", "CL:0000897", "CL:0000815", "CL:0000900", "CL:0000909", "CL:0000625",
+        "CL:0000624", "CL:0000798", "CL:0000788", "CL:0000787", "CL:0000786", "CL:0000938",
+        "CL:0000939", "CL:0000860", "CL:0000875", "CL:0000784", "CL:0002394", "CL:0002399",
+        "CL:0000233", "CL:0000232", "CL:0008001", "CL:0000775", "CL:0000771", "CL:0000767",
+    ],
+    "lung": [
+        "CL:0000583", "CL:0002062", "CL:0002063", "CL:0002145", "CL:0000158", "CL:0002370",
+        "CL:0002633", "CL:0002553", "CL:0000082", "CL:0002138", "CL:0000860", "CL:0000875",
+        "CL:0000815", "CL:0000625", "CL:0000624", "CL:0000786", "CL:0001064",
+    ],
+    "liver": ["CL:0000182", "CL:0000091", "CL:1000488", "CL:1000398", "CL:0000632", "CL:0000786"],
+    "brain": ["CL:0000679", "CL:0000617", "CL:0000127", "CL:0000128", "CL:0002453", "CL:0000129"],
+    "kidney": ["CL:0002306", "CL:1000909", "CL:1000849", "CL:0000653", "CL:1000454"],
+    "intestine": ["CL:0000584", "CL:0000160", "CL:0000164", "CL:0000510", "CL:0002250", "CL:0000786"],
+    "skin": ["CL:0000312", "CL:0000148", "CL:0000453", "CL:0002551"],
+    "heart": ["CL:0000746", "CL:0002548", "CL:0010006", "CL:0000359"],
+    "pancreas": ["CL:0000171", "CL:0000169", "CL:0000173", "CL:0002079", "CL:0000622"],
+    "muscle": ["CL:0008002", "CL:0000594", "CL:0002540"],
+}
+TISSUE_ALIASES = {
+    "pbmc": "blood", "peripheral blood": "blood", "blood": "blood", "bone marrow": "blood",
+    "lung": "lung", "airway": "lung", "bronchus": "lung", "trachea": "lung",
+    "liver": "liver", "brain": "brain", "cortex": "brain", "kidney": "kidney",
+    "gut": "intestine", "colon": "intestine", "intestine": "intestine", "ileum": "intestine",
+    "small intestine": "intestine", "large intestine": "intestine",
+    "skin": "skin", "heart": "heart", "pancreas": "pancreas", "islet": "pancreas",
+    "skeletal muscle": "muscle", "muscle": "muscle",
+}
+
+_GENE_SUFFIX = re.compile(r"_ENS[A-Z]*G\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """How one label maps to the Cell Ontology, and whose markers it uses."""
+
+    label: str
+    term_id: str | None
+    term_name: str | None
+    how: str  # exact | synonym | alias | normalised | fuzzy | unmapped
+    score: float = 1.0  # similarity for fuzzy matches
+    marker_term_id: str | None = None  # the term (itself or nearest ancestor) with markers
+    marker_term_name: str | None = None
+    n_markers: int = 0
+
+    @property
+    def mapped(self) -> bool:
+        return self.term_id is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def normalise_gene(symbol: str) -> str:
+    """Upper-case gene symbol without an Ensembl suffix (``CSF2RA_ENSG00000198223`` → ``CSF2RA``)."""
+    return _GENE_SUFFIX.sub("", symbol.strip()).upper()
+
+
+def _key(text: str) -> str:
+    """Case/space-insensitive key used for exact and synonym look-ups."""
+    return re.sub(r"\s+", " ", text.strip().casefold())
+
+
+def _singular(key: str) -> str:
+    """Fold a plural label ("NK cells", "CD16+ monocytes") to the singular."""
+    return re.sub(r"(?<=[a-z]{3})s\b", "", key)
+
+
+def _normalise(text: str) -> str:
+    """A looser key: "+"/"-" markers spelled out, plurals and hyphenated "T-cell" folded."""
+    s = _key(text)
+    s = re.sub(r"(?<=[a-z0-9])\+", "-positive", s)
+    s = re.sub(r"(?<=\d)-(?=[\s,/]|$)", "-negative", s)
+    s = s.replace("t-cell", "t cell").replace("b-cell", "b cell").replace("lymphocytes", "lymphocyte")
+    s = re.sub(r"\bcells\b", "cell", s)
+    s = re.sub(r"[_/]", " ", s)
+    return _singular(re.sub(r"\s+", " ", s).strip())
+
+
+class KnowledgeBase:
+    """Cell Ontology terms with names, synonyms, parents and marker genes."""
+
+    def __init__(self, payload: dict[str, Any]):
+        self.about: dict[str, Any] = payload["about"]
+        self.terms: dict[str, dict[str, Any]] = payload["terms"]
+        self.markers: dict[str, list[tuple[str, float]]] = {
+            cl: [(g, float(w)) for g, w in genes] for cl, genes in payload["markers"].items()
+        }
+        self.n_sources: dict[str, int] = payload.get("n_sources", {})
+        self._by_name = {_key(t["name"]): cl for cl, t in self.terms.items()}
+        self._by_synonym: dict[str, str] = {}
+        for cl, term in self.terms.items():
+            for syn in term["synonyms"]:
+                self._by_synonym.setdefault(_key(syn), cl)
+        self._by_normalised: dict[str, str] = {}
+        for table in (self._by_synonym, self._by_name):  # names win over synonyms
+            for key, cl in table.items():
+                self._by_normalised[_normalise(key)] = cl
+        self._fuzzy_keys = sorted(self._by_normalised)
+
+    @classmethod
+    def load(cls) -> KnowledgeBase:
+        with resources.files("cello1").joinpath("resources", RESOURCE).open("rb") as raw, gzip.open(raw, "rt") as fh:
+            return cls(json.load(fh))
+
+    # ---- terms -----------------------------------------------------------------------
+    def name(self, term_id: str) -> str:
+        return self.terms[term_id]["name"]
+
+    def ancestors(self, term_id: str) -> list[str]:
+        """Ancestors nearest first (breadth-first over ``is_a`` parents)."""
+        seen, order, queue = {term_id}, [], deque(self.terms.get(term_id, {}).get("parents", []))
+        while queue:
+            cl = queue.popleft()
+            if cl in seen or cl not in self.terms:
+                continue
+            seen.add(cl)
+            order.append(cl)
+            queue.extend(self.terms[cl]["parents"])
+        return order
+
+    def marker_term(self, term_id: str) -> str | None:
+        """The term itself if it has markers, else its nearest ancestor that has some."""
+        if term_id in self.markers:
+            return term_id
+        return next((cl for cl in self.ancestors(term_id) if cl in self.markers), None)
+
+    # ---- labels ----------------------------------------------------------------------
+    def lookup(self, label: str) -> tuple[str | None, str, float]:
+        """(CL id or None, how, score) for a free-text label or a CL id."""
+        key = _key(label)
+        if key.upper() in self.terms:  # a CL id such as "CL:0000236"
+            return key.upper(), "exact", 1.0
+        if key in self._by_name:
+            return self._by_name[key], "exact", 1.0
+        if key in self._by_synonym:
+            return self._by_synonym[key], "synonym", 1.0
+        for alias in (key, _singular(key)):
+            if alias in ALIASES:
+                return ALIASES[alias], "alias", 1.0
+        norm = _normalise(label)
+        for candidate in (norm, norm + " cell"):
+            if candidate in self._by_normalised:
+                return self._by_normalised[candidate], "normalised", 1.0
+        match = difflib.get_close_matches(norm, self._fuzzy_keys, n=1, cutoff=FUZZY_CUTOFF)
+        if match:
+            score = difflib.SequenceMatcher(None, norm, match[0]).ratio()
+            return self._by_normalised[match[0]], "fuzzy", round(score, 3)
+        return None, "unmapped", 0.0
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one long-lived instance
+    def map_label(self, label: str) -> LabelMapping:
+        term_id, how, score = self.lookup(label)
+        if term_id is None:
+            return LabelMapping(label, None, None, how, score)
+        marker_id = self.marker_term(term_id)
+        return LabelMapping(
+            label=label,
+            term_id=term_id,
+            term_name=self.name(term_id),
+            how=how,
+            score=score,
+            marker_term_id=marker_id,
+            marker_term_name=None if marker_id is None else self.name(marker_id),
+            n_markers=0 if marker_id is None else len(self.markers[marker_id]),
+        )
+
+    def markers_for(self, label: str) -> list[tuple[str, float]]:
+        """Marker genes (symbol, weight in (0, 1]) of the label's term, best first; [] if unmapped."""
+        mapping = self.map_label(label)
+        return [] if mapping.marker_term_id is None else list(self.markers[mapping.marker_term_id])
+
+    def candidates_for_tissue(self, tissue: str) -> list[str]:
+        key = _key(tissue)
+        group = TISSUE_ALIASES.get(key) or next((g for alias, g in TISSUE_ALIASES.items() if alias in key), None)
+        if group is None:
+            known = ", ".join(sorted(set(TISSUE_ALIASES)))
+            raise ValueError(f"no candidate list for tissue {tissue!r}; known tissues: {known}")
+        ids = dict.fromkeys(TISSUES[group] + _EVERYWHERE)
+        return sorted((self.name(cl) for cl in ids if cl in self.terms), key=str.casefold)
+
+
+@functools.lru_cache(maxsize=1)
+def knowledge_base() -> KnowledgeBase:
+    """The shipped knowledge base (loaded once, ~0.1 s)."""
+    return KnowledgeBase.load()
+
+
+def map_label(label: str) -> LabelMapping:
+    """Map a cell-type label (CL name, synonym, common alias or near miss) to a CL term."""
+    return knowledge_base().map_label(label)
+
+
+def map_labels(labels: list[str]) -> dict[str, LabelMapping]:
+    return {label: map_label(label) for label in dict.fromkeys(labels)}
+
+
+def markers_for(label: str) -> list[tuple[str, float]]:
+    return knowledge_base().markers_for(label)
+
+
+def candidates_for_tissue(tissue: str) -> list[str]:
+    """Cell Ontology names plausible in ``tissue`` (e.g. "blood", "PBMC", "lung"), sorted.
+
+    Raises ``ValueError`` naming the known tissues when the tissue is not recognised.
+    """
+    return knowledge_base().candidates_for_tissue(tissue)

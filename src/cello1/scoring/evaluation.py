@@ -1,0 +1,286 @@
+"""``evaluate``: the paper's metrics over prediction records, with bootstrap intervals.
+
+Inputs are records carrying the gold (``answer``, or ``assistant_msg`` as in the
+official/original per-puzzle files) and the raw model output (``prediction``): a list
+of dicts, a ``.jsonl``/``.json``/``.parquet`` file, a folder of such files, or a list of
+paths (pooled, e.g. shards). ``compare`` evaluates several inputs side by side and adds a
+paired bootstrap of each one against the first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cello1.io import InputError, iter_records
+from cello1.scoring.bootstrap import DEFAULT_RESAMPLES, LEVEL, bootstrap_cis, paired_bootstrap
+from cello1.scoring.metrics import LENIENT_COLUMNS, METRIC_COLUMNS, Scored, score_record, word_count
+from cello1.scoring.parse import gold_labels
+
+GROUP_FIELDS = ("n", "tissue", "disease", "source")
+PAIRED_METRICS = ("cell_accuracy", "batch_accuracy", "format_rate")
+
+PathLike = str | os.PathLike
+Predictions = Sequence[dict[str, Any]] | PathLike | Sequence[PathLike]
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+
+def load_predictions(predictions: Predictions) -> tuple[list[dict[str, Any]], str | None]:
+    """Records and a display name (the file name, or None for in-memory records)."""
+    if isinstance(predictions, (str, os.PathLike)):
+        return list(iter_records(predictions)), Path(predictions).name
+    items = list(predictions)
+    if items and all(isinstance(p, (str, os.PathLike)) for p in items):
+        records = [rec for p in items for rec in iter_records(p)]
+        return records, "+".join(Path(p).name for p in items)
+    if not all(isinstance(r, dict) for r in items):
+        raise InputError("evaluate() takes prediction records (dicts), a path, or a list of paths")
+    return items, None
+
+
+def record_gold(record: dict[str, Any]) -> list[str] | None:
+    gold = record.get("answer")
+    if gold is None:
+        gold = record.get("assistant_msg")
+    labels = gold_labels(gold)
+    return labels or None
+
+
+def _check(record: Any, index: int, where: str) -> tuple[list[str], str]:
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: record {index} is not a JSON object")
+    gold = record_gold(record)
+    if gold is None:
+        raise InputError(
+            f"{where}: record {index} has no gold answer ('answer' or 'assistant_msg'); "
+            "evaluate predictions made on puzzles that have answers"
+        )
+    if "prediction" not in record:
+        raise InputError(
+            f"{where}: record {index} has no 'prediction' field; pass the output of `cello1 solve` "
+            "or records with the model output in 'prediction'"
+        )
+    prediction = record["prediction"]
+    # A failed call (prediction null, error set) scores as an empty, invalid output.
+    return gold, prediction if isinstance(prediction, str) else ""
+
+
+def _length_fn(tokenizer: Any) -> tuple[Callable[[str], float], str]:
+    if tokenizer is None:
+        return word_count, "words"
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(str(tokenizer))
+    if callable(getattr(tokenizer, "encode", None)):
+
+        def count(text: str) -> float:
+            return len(tokenizer.encode(text, add_special_tokens=False))
+
+        return count, "tokens"
+    if callable(tokenizer):
+        return tokenizer, "tokens"
+    raise InputError("tokenizer must be a name/path, a tokenizer with .encode, or a callable")
+
+
+def load_tokenizer(name: str) -> Any:
+    """A Hugging Face tokenizer (hub id, local folder, or ``.gguf`` file), loaded only
+    when lengths in tokens are asked for."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise InputError("--tokenizer needs transformers: pip install 'cello1[llm]'") from None
+    try:
+        if name.endswith(".gguf"):  # a local GGUF model file carries its tokenizer
+            path = Path(name)
+            return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # noqa: BLE001 - report any loading failure in one line
+        raise InputError(f"cannot load tokenizer {name!r}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def score_records(
+    records: Iterable[dict[str, Any]],
+    where: str = "predictions",
+    tokenizer: Any = None,
+    lenient: bool = False,
+    progress: bool = False,
+) -> tuple[list[Scored], str]:
+    """Score every record; returns the scores and the length unit."""
+    length_fn, unit = _length_fn(tokenizer)
+    if lenient:
+        from cello1.scoring.lenient import lenient_score
+    if progress:
+        from tqdm.auto import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (logs, CI)
+        records = tqdm(records, desc=f"scoring {where}", unit="pred", disable=None, leave=False)
+    scored = []
+    for i, record in enumerate(records):
+        gold, prediction = _check(record, i, where)
+        s = score_record(record, gold, prediction, length_fn, GROUP_FIELDS[1:], index=i)
+        if lenient:
+            s.lenient_correct, s.lenient_exact = lenient_score(prediction, gold)
+        scored.append(s)
+    if not scored:
+        raise InputError(f"{where}: no prediction records found")
+    return scored, unit
+
+
+# ---- aggregation -----------------------------------------------------------------------
+
+
+def _arrays(scored: Sequence[Scored]) -> dict[str, np.ndarray]:
+    cols = {
+        "correct": [s.correct for s in scored],
+        "n": [s.n for s in scored],
+        "exact": [s.exact for s in scored],
+        "valid": [s.valid for s in scored],
+        "uniqueness": [s.uniqueness for s in scored],
+        "length": [s.length for s in scored],
+        "reward": [s.reward for s in scored],
+    }
+    if scored and scored[0].lenient_correct is not None:
+        cols["lenient_correct"] = [s.lenient_correct for s in scored]
+        cols["lenient_exact"] = [s.lenient_exact for s in scored]
+    return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+
+
+def _point(arrays: dict[str, np.ndarray], num: str, den: str | None) -> float:
+    top = arrays[num].sum()
+    bottom = arrays[den].sum() if den else len(arrays[num])
+    return float(top / bottom) if bottom else float("nan")
+
+
+def summarise(
+    scored: Sequence[Scored], resamples: int = DEFAULT_RESAMPLES, seed: int = 0, with_ci: bool = True
+) -> dict[str, Any]:
+    """Metrics (plain numbers), their bootstrap intervals under ``ci``, lenient ones under
+    ``lenient`` when scored (all intervals from the same resamples)."""
+    arrays = _arrays(scored)
+    out: dict[str, Any] = {"n_puzzles": len(scored), "n_cells": int(arrays["n"].sum())}
+    specs = {name: (arrays[num], arrays[den] if den else None) for name, (num, den) in METRIC_COLUMNS.items()}
+    lenient_specs = {}
+    if "lenient_correct" in arrays:
+        lenient_specs = {
+            f"lenient_{name}": (arrays[num], arrays[den] if den else None) for name, (num, den) in LENIENT_COLUMNS.items()
+        }
+    cis = bootstrap_cis({**specs, **lenient_specs}, resamples, seed) if with_ci and resamples > 0 else {}
+    for name, (num, den) in METRIC_COLUMNS.items():
+        out[name] = _point(arrays, num, den)
+    if cis:
+        out["ci"] = {name: list(cis[name]) for name in METRIC_COLUMNS}
+    if lenient_specs:
+        lenient: dict[str, Any] = {name: _point(arrays, num, den) for name, (num, den) in LENIENT_COLUMNS.items()}
+        if cis:
+            lenient["ci"] = {name: list(cis[f"lenient_{name}"]) for name in LENIENT_COLUMNS}
+        out["lenient"] = lenient
+    return out
+
+
+def breakdowns(scored: Sequence[Scored], resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Metrics per value of N, tissue, disease and source (when the records carry them)."""
+    result: dict[str, dict[str, Any]] = {}
+    for field in GROUP_FIELDS:
+        groups: dict[str, list[Scored]] = defaultdict(list)
+        for s in scored:
+            if field in s.groups:
+                groups[s.groups[field]].append(s)
+        if not groups:
+            continue
+        keys = sorted(groups, key=lambda k: (int(k), k) if field == "n" else (0, k))
+        result[field] = {key: summarise(groups[key], resamples, seed) for key in keys}
+    return result
+
+
+def evaluate(
+    predictions: Predictions,
+    *,
+    tokenizer: Any = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    lenient: bool = False,
+    by: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The paper's metrics for one set of predictions.
+
+    Returns plain numbers at the top level (``cell_accuracy``, ``batch_accuracy``,
+    ``format_rate``, ``uniqueness``, ``mean_length``, ``mean_reward``, ``n_puzzles``,
+    ``n_cells``), 95% bootstrap intervals under ``ci``, breakdowns under ``by``
+    (``{"n": {"8": {...}}, "tissue": …}``), lenient metrics under ``lenient``.
+    ``tokenizer``: a Hugging Face name/path or tokenizer object → lengths in tokens.
+    """
+    result, _ = _evaluate_scored(
+        predictions, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed, lenient=lenient, by=by, progress=progress
+    )
+    return result
+
+
+def _evaluate_scored(
+    predictions: Predictions, *, tokenizer: Any, bootstrap: int, seed: int, lenient: bool, by: bool, progress: bool = False
+) -> tuple[dict[str, Any], list[Scored]]:
+    records, name = load_predictions(predictions)
+    scored, unit = score_records(
+        records, where=name or "predictions", tokenizer=tokenizer, lenient=lenient, progress=progress
+    )
+    result: dict[str, Any] = {}
+    if name is not None:
+        result["file"] = name
+    result.update(summarise(scored, bootstrap, seed))
+    result["length_unit"] = unit
+    result["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": LEVEL}
+    if by:
+        result["by"] = breakdowns(scored, bootstrap, seed)
+    return result, scored
+
+
+def compare(
+    inputs: Sequence[Predictions],
+    *,
+    names: Sequence[str] | None = None,
+    tokenizer: Any = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    lenient: bool = False,
+    by: bool = True,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` for each input, plus ``paired_vs_first`` on inputs 2…k: the
+    difference to the first input on the puzzles both share (paired by ``id`` and
+    ``sample``), with a paired bootstrap interval and p-value."""
+    if tokenizer is not None and isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(str(tokenizer))
+    results, all_scored = [], []
+    for i, item in enumerate(inputs):
+        result, scored = _evaluate_scored(
+            item, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed, lenient=lenient, by=by, progress=progress
+        )
+        if names is not None:
+            result["file"] = names[i]
+        result.setdefault("file", f"input{i + 1}")
+        results.append(result)
+        all_scored.append(scored)
+    for result, scored in zip(results[1:], all_scored[1:]):
+        result["paired_vs_first"] = paired(all_scored[0], scored, bootstrap, seed, base_name=results[0]["file"])
+    return results
+
+
+def paired(base: Sequence[Scored], other: Sequence[Scored], resamples: int, seed: int, base_name: str = "") -> dict[str, Any]:
+    """Paired bootstrap of ``other − base`` over the predictions both have (by id, sample)."""
+    base_by_key = {s.key: s for s in base}
+    pairs = [(base_by_key[s.key], s) for s in other if s.key in base_by_key]
+    out: dict[str, Any] = {"baseline": base_name, "n_pairs": len(pairs)}
+    if not pairs:
+        return out
+    a, b = _arrays([p[0] for p in pairs]), _arrays([p[1] for p in pairs])
+    for name in PAIRED_METRICS:
+        num, den = METRIC_COLUMNS[name]
+        # cell accuracy: both sides share the gold, so the same denominator
+        out[name] = paired_bootstrap(a[num], b[num], a[den] if den else None, max(resamples, 1), seed)
+    return out

@@ -1,0 +1,49 @@
+"""Small helpers shared by the LLM backends (no heavy imports here)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cello1.io import InputError
+
+# --solver name -> the pip extra that provides its engine
+EXTRAS = {"vllm": ("vllm", "vLLM"), "gguf": ("llama_cpp", "llama-cpp-python")}
+
+
+def reject_unsupported(solver: str, options: dict[str, Any]) -> None:
+    """Solver constructors call this with the options they do not know (contract: a clear
+    ValueError, naming the option as the CLI spells it)."""
+    if options:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(options))
+        raise InputError(f"solver {solver!r} does not support option(s) {names}; drop them or pick another --solver")
+
+
+def import_extra(solver: str) -> Any:
+    """Import the optional engine of ``solver`` or fail with the one-line pip fix."""
+    module, dist = EXTRAS[solver]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(
+            f"the {solver!r} solver needs {dist}, which is not installed; install it with: pip install 'cello1[{solver}]'"
+        ) from None
+
+
+def resolve_temperature(temperature: float | None, n: int) -> float:
+    """Greedy for one sample; sampling at 0.7 when several samples are asked for."""
+    if n < 1:
+        raise InputError(f"--n must be at least 1, not {n}")
+    if temperature is None:
+        return 0.0 if n == 1 else 0.7
+    if temperature < 0:
+        raise InputError(f"--temperature must be >= 0, not {temperature}")
+    if temperature == 0 and n > 1:
+        raise InputError("--n > 1 needs sampling: set --temperature > 0 (e.g. 0.7)")
+    return float(temperature)
+
+
+def check_prompt_mode(prompt_mode: str) -> str:
+    if prompt_mode not in ("system", "user"):
+        raise InputError(f"--prompt-mode must be 'system' or 'user', not {prompt_mode!r}")
+    return prompt_mode

@@ -1,0 +1,230 @@
+"""``openai``: any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM or SGLang
+server, Ollama, llama.cpp server …), with concurrency and retries.
+
+Standard library only (``urllib`` + threads), so no client package is needed.
+
+    solver = OpenAISolver(model="gpt-4o-mini")                                # key in $OPENAI_API_KEY
+    solver = OpenAISolver(model="Cell-o1", base_url="http://localhost:8000/v1")  # a local server
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from cello1.io import InputError
+from cello1.puzzle import Puzzle
+from cello1.solvers.base import Completion, Solver
+from cello1.solvers.llm_common import check_prompt_mode, reject_unsupported, resolve_temperature
+
+OPENAI_URL = "https://api.openai.com/v1"
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401, 403, 404}  # wrong key, URL or model: every request would fail
+
+
+class APIError(RuntimeError):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class OpenAISolver(Solver):
+    """Chat completions over HTTP.
+
+    ``max_new_tokens`` is sent as ``max_completion_tokens`` to api.openai.com and for
+    reasoning models (``reasoning_effort`` set), else as ``max_tokens`` (what most
+    self-hosted servers expect). ``temperature``/``top_p`` are only sent when set, as
+    reasoning models reject them. Retries 429, 5xx and time-outs with exponential backoff
+    and full jitter, honouring ``Retry-After``.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        prompt_mode: str = "system",
+        n: int = 1,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        concurrency: int = 4,
+        reasoning_effort: str | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 6,
+        retry_base: float = 1.0,
+        retry_max: float = 60.0,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        extra_body: dict[str, Any] | None = None,
+        **unsupported: Any,
+    ) -> None:
+        reject_unsupported(self.name, unsupported)
+        if not model:
+            raise InputError("the 'openai' solver needs --model (the model name the endpoint serves)")
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        self.api_key = os.environ.get(api_key_env)
+        if not self.api_key and self.base_url == OPENAI_URL:
+            raise InputError(f"no API key: set the environment variable {api_key_env} (or pass --api-key-env NAME)")
+        self.prompt_mode = check_prompt_mode(prompt_mode)
+        self.n = int(n)
+        resolve_temperature(temperature, self.n)  # validates the combination
+        self.temperature, self.top_p = temperature, top_p
+        if self.n > 1 and temperature is None:
+            self.temperature = 0.7
+        self.max_new_tokens = max_new_tokens
+        if concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, not {concurrency}")
+        self.concurrency = int(concurrency)
+        self.batch_size = int(batch_size or 4 * self.concurrency)
+        self.reasoning_effort = reasoning_effort
+        self.timeout, self.max_retries = float(timeout), int(max_retries)
+        self.retry_base, self.retry_max = float(retry_base), float(retry_max)
+        self.seed = seed
+        self.extra_body = dict(extra_body or {})
+
+    # ---- Solver interface ----------------------------------------------------------------
+    def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
+        results: list[list[Completion]] = [[] for _ in puzzles]
+        for index, completions in self.iter_solve(puzzles):
+            results[index] = completions
+        return results
+
+    def iter_solve(self, puzzles: list[Puzzle]) -> Iterator[tuple[int, list[Completion]]]:
+        """(index, completions) in the order requests finish, ``concurrency`` at a time."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self.solve_one, p): i for i, p in enumerate(puzzles)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:
+                    future.cancel()  # on Ctrl-C: do not start the queued requests
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "base_url": self.base_url, "prompt_mode": self.prompt_mode, "n": self.n}
+
+    # ---- one puzzle ----------------------------------------------------------------------
+    def request_body(self, puzzle: Puzzle) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": puzzle.messages(self.prompt_mode)}
+        if self.n > 1:
+            body["n"] = self.n
+        if self.max_new_tokens is not None:
+            reasoning = self.reasoning_effort is not None or self.base_url == OPENAI_URL
+            body["max_completion_tokens" if reasoning else "max_tokens"] = int(self.max_new_tokens)
+        for key in ("temperature", "top_p", "reasoning_effort", "seed"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
+        body.update(self.extra_body)
+        return body
+
+    def solve_one(self, puzzle: Puzzle) -> list[Completion]:
+        start = time.perf_counter()
+        try:
+            response = self._post_with_retries(self.request_body(puzzle))
+        except APIError as exc:
+            if exc.status in FATAL_STATUS:
+                raise InputError(
+                    f"{self.base_url}: HTTP {exc.status} ({exc}); check --base-url, --model and the API key variable"
+                ) from None
+            seconds = time.perf_counter() - start
+            return [Completion(text="", error=str(exc), info={"seconds": seconds}) for _ in range(self.n)]
+        return self._completions(response, time.perf_counter() - start)
+
+    def _completions(self, response: dict[str, Any], seconds: float) -> list[Completion]:
+        choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
+        usage = response.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        total = usage.get("completion_tokens")
+        per_sample = None if total is None else round(total / max(len(choices), 1))
+        completions = []
+        for sample in range(self.n):
+            if sample >= len(choices):
+                error = f"the server returned {len(choices)} of {self.n} choices"
+                completions.append(Completion(text="", error=error, info={"seconds": seconds}))
+                continue
+            message = choices[sample].get("message") or {}
+            info = {"seconds": seconds, "finish_reason": choices[sample].get("finish_reason")}
+            if message.get("reasoning_content"):
+                info["reasoning_content"] = message["reasoning_content"]
+            completions.append(
+                Completion(
+                    text=message.get("content") or "",
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=per_sample,
+                    info=info,
+                )
+            )
+        return completions
+
+    # ---- HTTP ----------------------------------------------------------------------------
+    def _post_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._post(body)
+            except APIError as exc:
+                if exc.status is not None and exc.status not in RETRY_STATUS or attempt == self.max_retries:
+                    raise
+                time.sleep(self._backoff(attempt, exc.retry_after))
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_max)
+        return random.uniform(0, min(self.retry_max, self.retry_base * 2**attempt))  # full jitter
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(
+            self.base_url + "/chat/completions", data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - user-given URL
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = _error_detail(exc)
+            raise APIError(f"HTTP {exc.code}: {detail}", exc.code, _retry_after(exc.headers)) from None
+        except (TimeoutError, socket.timeout) as exc:
+            raise APIError(f"timed out after {self.timeout:g}s ({exc})") from None
+        except urllib.error.URLError as exc:
+            raise APIError(f"cannot reach {self.base_url}: {exc.reason}") from None
+        except (ConnectionError, json.JSONDecodeError) as exc:
+            raise APIError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        payload = json.loads(exc.read().decode("utf-8"))
+        error = payload.get("error", payload)
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
+    except Exception:  # noqa: BLE001 - the status line is enough
+        return exc.reason or "error"
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -1,0 +1,249 @@
+"""Training-time metrics: per-step accuracy/format logging and held-out evaluation.
+
+* :func:`metric_reward_functions` — cell accuracy, batch accuracy and format rate as
+  TRL reward callables. GRPO gets them with weight 0: they do not change the
+  advantages, but TRL logs each one's mean per step (``rewards/cell_accuracy/mean``…).
+* :func:`evaluate_model` — greedy generation on held-out puzzles scored by
+  ``cello1.scoring.evaluate``, i.e. the same numbers as ``cello1 eval``.
+* :class:`HeldOutEvalCallback` — runs :func:`evaluate_model` every ``eval_steps`` and at
+  the end, logs ``heldout/*`` and writes the predictions to ``{output_dir}/eval/``.
+* :class:`JsonlLogCallback` — appends every log line to ``{output_dir}/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cello1.puzzle import Puzzle
+
+log = logging.getLogger("cello1.training")
+
+
+def completion_text(completion: Any) -> str:
+    """Plain text of a TRL completion (a string, or a list of chat messages)."""
+    from cello1.scoring import completion_text as text_of
+
+    return text_of(completion)
+
+
+def _named_metric(variant: str, name: str) -> Callable[..., list[float]]:
+    from cello1.scoring import make_reward
+
+    reward = make_reward(variant)
+
+    def metric(prompts: Any = None, completions: Any = (), **columns: Any) -> list[float]:
+        # the reward variants give -1 for an invalid completion; as a metric that is 0 (wrong)
+        return [max(0.0, value) for value in reward(prompts, completions, **columns)]
+
+    metric.__name__ = metric.__qualname__ = name  # TRL logs rewards/<name>/mean
+    return metric
+
+
+def metric_reward_functions() -> list[Callable[..., list[float]]]:
+    """Cell accuracy, batch accuracy (exact match) and format rate as TRL reward callables
+    (0 on a strictly invalid completion, as in ``cello1 eval``)."""
+    return [
+        _named_metric("cell_accuracy", "cell_accuracy"),
+        _named_metric("exact_match", "batch_accuracy"),
+        _named_metric("format", "format_rate"),
+    ]
+
+
+# ---- held-out evaluation ----------------------------------------------------------------
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    puzzles: Sequence[Puzzle],
+    prompt_mode: str = "system",
+    max_new_tokens: int = 1024,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[tuple[str, int, int]]:
+    """Greedy completions: (text, prompt tokens, completion tokens) per puzzle."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only generation pads on the left
+    results: list[tuple[str, int, int]] = []
+    try:
+        batches = range(0, len(puzzles), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="generating", unit="batch")
+        for start in batches:
+            chunk = puzzles[start : start + batch_size]
+            texts = [
+                tokenizer.apply_chat_template(p.messages(prompt_mode), tokenize=False, add_generation_prompt=True)
+                for p in chunk
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    use_cache=True,
+                )
+            new_tokens = out[:, enc["input_ids"].shape[1] :]
+            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
+            for row, prompt_len in zip(new_tokens, prompt_lens, strict=True):
+                n_new = int((row != tokenizer.pad_token_id).sum())
+                results.append((tokenizer.decode(row, skip_special_tokens=True).strip(), int(prompt_len), n_new))
+    finally:
+        tokenizer.padding_side = padding_side
+        if was_training:
+            model.train()
+    return results
+
+
+def prediction_records(puzzles: Sequence[Puzzle], outputs: Sequence[tuple[str, int, int]], model_name: str) -> list[dict]:
+    """Prediction records in the runner's layout, so ``cello1 eval`` can read them too."""
+    from cello1.scoring import parse_prediction
+
+    records = []
+    for puzzle, (text, prompt_tokens, completion_tokens) in zip(puzzles, outputs, strict=True):
+        records.append(
+            {
+                "id": puzzle.id,
+                "answer": puzzle.answer_str,
+                "prediction": text,
+                "assignment": parse_prediction(text),
+                "solver": "hf",
+                "model": model_name,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "error": None,
+                "sample": 0,
+                "n": puzzle.n,
+                "tissue": puzzle.tissue,
+                "disease": puzzle.disease,
+                "source": puzzle.source,
+                "donor": puzzle.donor,
+            }
+        )
+    return records
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    puzzles: Sequence[Puzzle],
+    prompt_mode: str = "system",
+    max_new_tokens: int = 1024,
+    batch_size: int = 8,
+    model_name: str = "model",
+    progress: bool = False,
+) -> tuple[dict[str, Any], list[dict]]:
+    """Generate on ``puzzles`` and score with ``cello1.scoring.evaluate``: (metrics, records)."""
+    from cello1.scoring import evaluate
+
+    outputs = generate_texts(model, tokenizer, puzzles, prompt_mode, max_new_tokens, batch_size, progress)
+    records = prediction_records(puzzles, outputs, model_name)
+    return evaluate(records), records
+
+
+def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _trainer_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+def make_heldout_callback(
+    tokenizer,
+    puzzles: Sequence[Puzzle],
+    output_dir: str | Path,
+    prompt_mode: str,
+    eval_steps: int,
+    max_new_tokens: int,
+    batch_size: int,
+):
+    """A ``TrainerCallback`` evaluating on held-out puzzles every ``eval_steps`` and at the end."""
+    base = _trainer_callback_base()
+
+    class HeldOutEvalCallback(base):
+        def __init__(self) -> None:
+            self.history: list[dict[str, Any]] = []
+            self._last_step = -1
+
+        def _run(self, args, state, model) -> dict[str, float]:
+            if state.global_step == self._last_step:
+                return {}
+            self._last_step = state.global_step
+            start = time.perf_counter()
+            metrics, records = evaluate_model(
+                model, tokenizer, puzzles, prompt_mode, max_new_tokens, batch_size, model_name=str(output_dir)
+            )
+            logged = _scalars(metrics, "heldout/")
+            logged["heldout/seconds"] = time.perf_counter() - start
+            if state.is_world_process_zero:
+                from cello1.io import write_jsonl
+
+                eval_dir = Path(output_dir) / "eval"
+                write_jsonl(eval_dir / f"step-{state.global_step}.jsonl", records)
+                entry = {"step": state.global_step, **{k: v for k, v in metrics.items() if _is_jsonable(v)}}
+                self.history.append(entry)
+                with (eval_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+                log.info("held-out eval at step %d: %s", state.global_step, logged)
+            return logged
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if eval_steps > 0 and state.global_step % eval_steps == 0 and model is not None:
+                logged = self._run(args, state, model)
+                if logged:
+                    state.log_history.append({**logged, "step": state.global_step})
+                    _append_metrics(Path(output_dir), {**logged, "step": state.global_step})
+            return control
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if model is not None:
+                logged = self._run(args, state, model)
+                if logged:
+                    state.log_history.append({**logged, "step": state.global_step})
+                    _append_metrics(Path(output_dir), {**logged, "step": state.global_step})
+            return control
+
+    return HeldOutEvalCallback()
+
+
+def make_jsonl_log_callback(output_dir: str | Path):
+    """A ``TrainerCallback`` appending every log dict to ``{output_dir}/metrics.jsonl``."""
+    base = _trainer_callback_base()
+
+    class JsonlLogCallback(base):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                _append_metrics(Path(output_dir), {"step": state.global_step, **logs})
+            return control
+
+    return JsonlLogCallback()
+
+
+def _append_metrics(output_dir: Path, entry: dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in entry.items() if _is_jsonable(v)}
+    with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(clean) + "\n")
+
+
+def _is_jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

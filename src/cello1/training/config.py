@@ -1,0 +1,334 @@
+"""Stage configs (TRL-style dataclasses) with YAML/TOML loading and ``key=value`` overrides.
+
+One dataclass per stage holds the paper's defaults (spec §7). A run is described by a
+YAML or TOML file plus command-line overrides; the resolved config is saved next to
+the run's outputs (``cello1_sft.yaml`` / ``cello1_grpo.yaml``) so every run can be
+repeated exactly. Keys that are not ours but are valid ``trl.SFTConfig`` /
+``trl.GRPOConfig`` arguments are passed through to TRL unchanged (``trl_args``).
+
+This module imports no torch/TRL at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cello1.io import InputError
+
+PAPER_BASE_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+@dataclass
+class StageConfig:
+    """Settings shared by every training stage."""
+
+    # data and model
+    model: str = PAPER_BASE_MODEL
+    """HF hub id, local folder, or a ``.gguf`` file (dequantised to float32 on load)."""
+    train_file: str | None = None
+    """Puzzles: any file ``cello1.io.read_puzzles`` reads (builder output or official records)."""
+    eval_file: str | None = None
+    """Held-out puzzles for periodic evaluation (same metrics as ``cello1 eval``)."""
+    output_dir: str = "runs/stage"
+    prompt_mode: str = "system"
+    """``system`` (instructions as system message) or ``user`` (one user turn) — use the
+    same mode at inference (``cello1 solve --prompt-mode``)."""
+    max_train_puzzles: int | None = None
+    seed: int = 0
+
+    # optimisation (names as in transformers.TrainingArguments)
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    warmup_steps: float = 0.0
+    """Warm-up: an integer number of steps, or a float in [0, 1) = ratio of all steps."""
+    weight_decay: float = 0.0
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None
+    """``None`` = auto: on when a GPU with bf16 support is present."""
+    use_cpu: bool | None = None
+    """``None`` = auto: on when no GPU is present."""
+
+    # bookkeeping
+    logging_steps: int = 1
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    report_to: str = "none"
+    resume_from_checkpoint: str | bool | None = "auto"
+    """``auto`` resumes from the last ``checkpoint-*`` in ``output_dir`` when there is one."""
+
+    # periodic held-out evaluation (generation + cello1.scoring.evaluate)
+    eval_steps: int = 0
+    """Evaluate on ``eval_file`` every this many optimiser steps (0 = only at the end)."""
+    eval_max_puzzles: int | None = 64
+    eval_max_new_tokens: int = 1024
+    eval_batch_size: int = 8
+
+    # LoRA/DoRA (paper: r 256, alpha 512, dropout 0.05, all linear layers)
+    use_lora: bool = False
+    lora_r: int = 256
+    lora_alpha: int = 512
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    lora_layers: list[int] | None = None
+    """Only these decoder layers get adapters (``layers_to_transform``); default all."""
+    use_dora: bool = False
+
+    trl_args: dict[str, Any] = field(default_factory=dict)
+    """Any other ``trl.SFTConfig``/``trl.GRPOConfig`` argument, passed through unchanged."""
+
+    stage: typing.ClassVar[str] = "stage"
+
+    def check(self) -> None:
+        """Cheap checks that need no model (the trainers add model-dependent ones)."""
+        if self.prompt_mode not in ("system", "user"):
+            raise InputError(f"prompt_mode must be 'system' or 'user', not {self.prompt_mode!r}")
+        if not self.train_file:
+            raise InputError(f"{self.stage}: no training puzzles; pass --train FILE or set train_file in the config")
+        for name in ("train_file", "eval_file"):
+            value = getattr(self, name)
+            if value and not Path(value).exists():
+                raise InputError(f"{name} {value}: no such file or folder; check the path")
+        if self.use_dora and not self.use_lora:
+            raise InputError("use_dora needs use_lora=true")
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise InputError("per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
+
+
+@dataclass
+class SFTStageConfig(StageConfig):
+    """Cold-start SFT on correct reasoning traces (paper: LoRA r 256, alpha 512, …)."""
+
+    output_dir: str = "runs/sft"
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 6
+    gradient_accumulation_steps: int = 16
+    max_length: int = 4096
+    """Longest prompt + trace in tokens; a prompt alone longer than this is an error."""
+    use_lora: bool = True
+    merge: bool = True
+    """Merge the adapter into a standalone model folder ``{output_dir}/merged`` at the end."""
+    merged_dir: str | None = None
+    """Where the merged model goes (default ``{output_dir}/merged``)."""
+
+    stage: typing.ClassVar[str] = "sft"
+
+    def check(self) -> None:
+        super().check()
+        if self.max_length < 16:
+            raise InputError(f"max_length {self.max_length} is too small")
+
+
+@dataclass
+class GRPOStageConfig(StageConfig):
+    """GRPO with the batch-level reward (paper: 5 rollouts, lr 1e-6, KL 0.001, …)."""
+
+    output_dir: str = "runs/grpo"
+    learning_rate: float = 1e-6
+    num_train_epochs: float = 20.0
+    # 8 GPUs x 8 completions x 5 accumulation = 320 completions = 64 prompts x 5 rollouts
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 5
+    generation_batch_size: int | None = None
+    """Completions generated per generation round (default: per-device batch x world x accumulation)."""
+    num_generations: int = 5
+    beta: float = 0.001
+    max_prompt_length: int = 3072
+    max_completion_length: int = 3000
+    entropy_coef: float = 0.0
+    temperature: float = 1.0
+    reward_variant: str = "paper"
+    """``paper`` ((cell acc + exact)/2, −1 on bad format) or ``exact_match`` (the released code's
+    commented-out alternative); any variant of ``cello1.scoring.VARIANTS``."""
+    use_vllm: bool | str = "auto"
+    """``auto``: vLLM rollouts when vLLM is installed and a GPU is present."""
+    vllm_mode: str = "colocate"
+    vllm_tensor_parallel_size: int = 1
+    save_steps: int = 100
+
+    stage: typing.ClassVar[str] = "grpo"
+
+    def check(self) -> None:
+        super().check()
+        if self.num_generations < 2:
+            raise InputError(f"num_generations must be >= 2 for GRPO (the paper uses 5), not {self.num_generations}")
+        world = world_size()
+        generation_batch = self.generation_batch_size or (
+            self.per_device_train_batch_size * world * self.gradient_accumulation_steps
+        )
+        if generation_batch % self.num_generations:
+            raise InputError(
+                f"the generation batch ({generation_batch} completions = per_device_train_batch_size "
+                f"{self.per_device_train_batch_size} x {world} process(es) x gradient_accumulation_steps "
+                f"{self.gradient_accumulation_steps}) is not divisible by num_generations {self.num_generations}; "
+                "make per_device_train_batch_size (or generation_batch_size) a multiple of num_generations"
+            )
+        if self.generation_batch_size and self.generation_batch_size % (self.per_device_train_batch_size * world):
+            raise InputError(
+                f"generation_batch_size {self.generation_batch_size} must be a multiple of "
+                f"per_device_train_batch_size x processes ({self.per_device_train_batch_size * world})"
+            )
+        from cello1.scoring import VARIANTS
+
+        if self.reward_variant not in VARIANTS:
+            raise InputError(f"reward_variant must be one of {', '.join(VARIANTS)}, not {self.reward_variant!r}")
+
+
+STAGES: dict[str, type[StageConfig]] = {"sft": SFTStageConfig, "grpo": GRPOStageConfig}
+
+
+# ---- environment ------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+# ---- loading / saving -------------------------------------------------------------------
+
+
+def load_config(
+    stage: str | type[StageConfig],
+    path: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> StageConfig:
+    """Build a stage config: defaults ← file (YAML/TOML) ← overrides.
+
+    ``overrides`` is a dict or a list of ``key=value`` strings (values parsed as YAML,
+    then coerced to the field's type). Unknown keys that TRL accepts go to ``trl_args``;
+    anything else is an error naming the valid keys.
+    """
+    cls = STAGES[stage] if isinstance(stage, str) else stage
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_config_file(Path(path)))
+    if overrides:
+        values.update(parse_overrides(overrides) if isinstance(overrides, list) else overrides)
+    return from_dict(cls, values)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"override {item!r} is not key=value (e.g. --set learning_rate=1e-5)")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def from_dict(cls: type[StageConfig], values: dict[str, Any]) -> StageConfig:
+    hints = typing.get_type_hints(cls)
+    ours = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    trl_args = dict(values.get("trl_args") or {})
+    for key, value in values.items():
+        if key == "trl_args":
+            continue
+        if key in ours:
+            kwargs[key] = _coerce(key, value, hints[key])
+        elif key in _trl_fields(cls.stage):
+            trl_args[key] = value
+        else:
+            raise InputError(
+                f"unknown {cls.stage} setting {key!r}; valid keys: {', '.join(sorted(ours))} "
+                f"(or any trl {'SFTConfig' if cls.stage == 'sft' else 'GRPOConfig'} argument)"
+            )
+    kwargs["trl_args"] = trl_args
+    return cls(**kwargs)
+
+
+def save_config(config: StageConfig, directory: str | os.PathLike) -> Path:
+    """Write the resolved config as ``cello1_{stage}.yaml`` into ``directory``."""
+    from cello1.io import atomic_path
+
+    path = Path(directory) / f"cello1_{config.stage}.yaml"
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            f"# cello1 train {config.stage}: resolved settings of this run\n"
+            + yaml.safe_dump(dataclasses.asdict(config), sort_keys=False),
+            encoding="utf-8",
+        )
+    return path
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise InputError(f"config {path}: no such file; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise InputError(f"config {path}: use a .yaml, .yml or .toml file")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"config {path}: cannot parse ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config {path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Coerce YAML/CLI values to the field type (YAML reads ``1e-6`` as a string)."""
+    if value is None:
+        return None
+    options = typing.get_args(hint) or (hint,)
+    if isinstance(value, str):
+        if bool in options and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        for kind in (int, float):
+            if kind in options and str not in options:
+                try:
+                    return kind(value) if kind is float else int(float(value))
+                except ValueError:
+                    raise InputError(f"{key}: {value!r} is not a number") from None
+        return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and float in options and int not in options:
+        return float(value)
+    if isinstance(value, float) and int in options and float not in options:
+        if not value.is_integer():
+            raise InputError(f"{key}: expected an integer, got {value}")
+        return int(value)
+    return value
+
+
+@functools.cache
+def _trl_fields(stage: str) -> frozenset[str]:
+    """Argument names of the matching TRL config (empty if TRL is not installed)."""
+    try:
+        import trl
+    except ImportError:  # pragma: no cover - train extra missing
+        return frozenset()
+    cls = trl.SFTConfig if stage == "sft" else trl.GRPOConfig
+    return frozenset(f.name for f in dataclasses.fields(cls))

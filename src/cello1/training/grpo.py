@@ -1,0 +1,166 @@
+"""GRPO with the batch-level reward: TRL ``GRPOTrainer`` + ``cello1.scoring.trl_reward``.
+
+Paper defaults (spec §7): 5 rollouts per prompt, lr 1e-6, KL coefficient 0.001,
+prompt/response limits 3,072/3,000 tokens, entropy coefficient 0. vLLM rollouts
+when vLLM is installed and a GPU is present (``use_vllm: auto``). The prompt mode is
+the one used at inference. Per step TRL logs the reward and — through zero-weight
+metric "rewards" — cell accuracy, batch accuracy and format rate; a callback
+evaluates on the held-out split every ``eval_steps`` with ``cello1.scoring.evaluate``.
+Runs resume from the last ``checkpoint-*`` in ``output_dir`` (``resume_from_checkpoint: auto``).
+
+Multi-GPU: ``accelerate launch -m cello1.training.grpo --config configs/grpo.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cello1.io import InputError
+from cello1.training.config import GRPOStageConfig, has_gpu, save_config, vllm_available
+from cello1.training.data import grpo_dataset, load_puzzles
+from cello1.training.modeling import (
+    check_prompt_lengths,
+    convert_to_folder,
+    load_model,
+    load_tokenizer,
+    precision_settings,
+    resolve_resume,
+    split_model_spec,
+)
+from cello1.training.sft import TrainResult, build_peft_config, save_merged
+
+log = logging.getLogger("cello1.training")
+
+
+def resolve_use_vllm(setting: bool | str) -> bool:
+    if isinstance(setting, str):
+        if setting.lower() != "auto":
+            return setting.lower() in ("true", "yes", "1", "on")
+        return vllm_available() and has_gpu()
+    if setting and not vllm_available():
+        raise InputError("use_vllm is on but vLLM is not installed; `pip install 'cello1[vllm]'` or set use_vllm=false")
+    return bool(setting)
+
+
+def reward_function(variant: str = "paper"):
+    """The batch-level reward as a TRL reward callable (gold in the ``answer`` column);
+    ``paper`` is ``cello1.scoring.trl_reward``."""
+    from cello1.scoring import make_reward, trl_reward
+
+    return trl_reward if variant == "paper" else make_reward(variant)
+
+
+def build_grpo_args(config: GRPOStageConfig):
+    from trl import GRPOConfig
+
+    kwargs: dict[str, Any] = {
+        "output_dir": config.output_dir,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "generation_batch_size": config.generation_batch_size,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup_steps,
+        "weight_decay": config.weight_decay,
+        "logging_steps": config.logging_steps,
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "report_to": config.report_to,
+        "seed": config.seed,
+        "num_generations": config.num_generations,
+        "max_completion_length": config.max_completion_length,
+        "beta": config.beta,
+        "entropy_coef": config.entropy_coef,
+        "temperature": config.temperature,
+        # reward first, then cell accuracy / batch accuracy / format rate for logging only
+        "reward_weights": [1.0, 0.0, 0.0, 0.0],
+        "use_vllm": resolve_use_vllm(config.use_vllm),
+        "vllm_mode": config.vllm_mode,
+        "vllm_tensor_parallel_size": config.vllm_tensor_parallel_size,
+        **precision_settings(config.bf16, config.use_cpu),
+    }
+    if config.gradient_checkpointing:
+        kwargs["gradient_checkpointing"] = True
+    kwargs.update(config.trl_args)
+    return GRPOConfig(**kwargs)
+
+
+def _policy_model_path(config: GRPOStageConfig) -> str:
+    """GRPO rebuilds its reference model from the policy's path, so a GGUF file is
+    first converted to a plain folder (once, cached in ``output_dir/base-model``)."""
+    name, extra = split_model_spec(config.model)
+    if not extra:
+        return config.model
+    folder = Path(config.output_dir) / "base-model"
+    if not (folder / "config.json").exists():
+        log.info("converting %s to a transformers folder in %s", config.model, folder)
+        convert_to_folder(config.model, folder)
+    return str(folder)
+
+
+def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainResult:
+    """Run GRPO; the final policy is saved as a standalone model in ``{output_dir}/final``."""
+    from cello1.training.callbacks import make_heldout_callback, make_jsonl_log_callback, metric_reward_functions
+
+    config.check()  # cheap setting errors first, before heavy imports and model loading
+    from trl import GRPOTrainer
+
+    tokenizer = load_tokenizer(config.model)
+    train_puzzles = load_puzzles(config.train_file, config.max_train_puzzles)
+    dataset = grpo_dataset(train_puzzles, config.prompt_mode)
+    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_mode, config.max_prompt_length, "max_prompt_length")
+    eval_puzzles = load_puzzles(config.eval_file, config.eval_max_puzzles) if config.eval_file else []
+    reward = reward_function(config.reward_variant)
+
+    args = build_grpo_args(config)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out)
+    resume = resolve_resume(config.resume_from_checkpoint, out)
+
+    model = load_model(_policy_model_path(config), "bfloat16" if args.bf16 else None)
+    all_callbacks = [make_jsonl_log_callback(out), *(callbacks or [])]
+    heldout = None
+    if eval_puzzles:
+        heldout = make_heldout_callback(
+            tokenizer, eval_puzzles, out, config.prompt_mode, config.eval_steps,
+            config.eval_max_new_tokens, config.eval_batch_size,
+        )
+        all_callbacks.append(heldout)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward, *metric_reward_functions()],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=build_peft_config(config),
+        callbacks=all_callbacks,
+    )
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = out / "final"
+    if config.use_lora:
+        trainer.save_model(str(out / "adapter"))
+        if trainer.accelerator.is_main_process:
+            save_merged(trainer.model, tokenizer, final)
+    else:
+        trainer.save_model(str(final))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(final))
+    return TrainResult(out, final, dict(result.metrics), heldout.history if heldout else [])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cello1.training.grpo --config FILE [key=value …]`` (for accelerate launch)."""
+    from cello1.cli.train_cmd import module_main
+
+    module_main("grpo", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Cold-start SFT: TRL ``SFTTrainer`` + PEFT LoRA/DoRA on correct reasoning traces.
+
+Paper defaults (spec §7): LoRA r 256, alpha 512, dropout 0.05 on all linear layers,
+lr 5e-5, 1 epoch, max length 4096, loss on the assistant turn only (prompt-completion
+data), adapter merged at the end into ``{output_dir}/merged`` — a standalone model
+folder that ``cello1 solve --solver hf --model FOLDER`` loads.
+
+Library use::
+
+    from cello1.training import SFTStageConfig, train_sft
+    result = train_sft(SFTStageConfig(model="…", train_file="sft.jsonl", output_dir="runs/sft"))
+
+Multi-GPU: ``accelerate launch -m cello1.training.sft --config configs/sft.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cello1.io import InputError
+from cello1.training.config import SFTStageConfig, StageConfig, save_config
+from cello1.training.data import load_puzzles, sft_dataset
+from cello1.training.modeling import (
+    check_prompt_lengths,
+    load_model,
+    load_tokenizer,
+    precision_settings,
+    resolve_resume,
+)
+
+log = logging.getLogger("cello1.training")
+
+DECODER_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    model_dir: Path | None
+    """The merged (or full fine-tuned) standalone model folder, if written."""
+    metrics: dict[str, Any]
+    heldout: list[dict[str, Any]]
+
+
+def build_sft_args(config: SFTStageConfig):
+    """The ``trl.SFTConfig`` for a stage config (paper defaults + CPU/GPU auto settings)."""
+    from trl import SFTConfig
+
+    kwargs: dict[str, Any] = {
+        "output_dir": config.output_dir,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup_steps,
+        "weight_decay": config.weight_decay,
+        "logging_steps": config.logging_steps,
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "report_to": config.report_to,
+        "seed": config.seed,
+        "max_length": config.max_length,
+        # prompt-completion data: the loss covers the completion (the assistant turn) only
+        "completion_only_loss": True,
+        **precision_settings(config.bf16, config.use_cpu),
+    }
+    if config.gradient_checkpointing:
+        kwargs["gradient_checkpointing"] = True
+    kwargs.update(config.trl_args)
+    return SFTConfig(**kwargs)
+
+
+def build_peft_config(config: StageConfig):
+    if not config.use_lora:
+        return None
+    from peft import LoraConfig
+
+    targets = config.lora_target_modules
+    if config.lora_layers is not None and targets == "all-linear":
+        # PEFT cannot combine "all-linear" with layers_to_transform: name the decoder's
+        # linear layers explicitly (Llama/Qwen/Mistral naming)
+        targets = list(DECODER_LINEAR_MODULES)
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        use_dora=config.use_dora,
+        layers_to_transform=config.lora_layers,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _drop_overlong(tokenizer, dataset, max_length: int):
+    """Examples whose prompt fits but prompt + trace does not are dropped (truncating
+    them would cut off the answer the model should learn)."""
+    def full_length(example: dict) -> dict:
+        text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+        return {"_length": len(tokenizer(text, add_special_tokens=False)["input_ids"])}
+
+    with_len = dataset.map(full_length)
+    keep = [i for i, n in enumerate(with_len["_length"]) if n <= max_length]
+    if len(keep) < len(dataset):
+        log.warning(
+            "dropping %d of %d SFT examples longer than max_length=%d tokens (prompt + trace)",
+            len(dataset) - len(keep), len(dataset), max_length,
+        )
+    if not keep:
+        raise InputError(f"every SFT example is longer than max_length={max_length} tokens; raise max_length")
+    return dataset.select(keep)
+
+
+def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: list | None = None) -> TrainResult:
+    """Run SFT; returns where the outputs are. ``model``/``tokenizer`` may be passed in
+    (e.g. an already-loaded model in a notebook); otherwise ``config.model`` is loaded."""
+    from cello1.training.callbacks import make_heldout_callback, make_jsonl_log_callback
+
+    config.check()  # cheap setting errors first, before heavy imports and model loading
+    from trl import SFTTrainer
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"model {config.model} has no chat template; use an instruct/chat model")
+    train_puzzles = load_puzzles(config.train_file, config.max_train_puzzles)
+    dataset = sft_dataset(train_puzzles, config.prompt_mode)  # errors early on missing traces
+    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_mode, config.max_length, "max_length")
+    dataset = _drop_overlong(tokenizer, dataset, config.max_length)
+    eval_puzzles = load_puzzles(config.eval_file, config.eval_max_puzzles) if config.eval_file else []
+
+    args = build_sft_args(config)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out)
+    resume = resolve_resume(config.resume_from_checkpoint, out)
+
+    model = model if model is not None else load_model(config.model, "bfloat16" if args.bf16 else None)
+    all_callbacks = [make_jsonl_log_callback(out), *(callbacks or [])]
+    heldout = None
+    if eval_puzzles:
+        heldout = make_heldout_callback(
+            tokenizer, eval_puzzles, out, config.prompt_mode, config.eval_steps,
+            config.eval_max_new_tokens, config.eval_batch_size,
+        )
+        all_callbacks.append(heldout)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=build_peft_config(config),
+        callbacks=all_callbacks,
+    )
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out / "final"))  # adapter (LoRA) or full weights
+    model_dir = None
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out / "final"))
+        if config.merge or not config.use_lora:
+            model_dir = Path(config.merged_dir or out / "merged")
+            save_merged(trainer.model, tokenizer, model_dir)
+    return TrainResult(out, model_dir, dict(result.metrics), heldout.history if heldout else [])
+
+
+def save_merged(model, tokenizer, directory: str | Path) -> Path:
+    """Merge a LoRA/DoRA adapter into the base weights and save a standalone folder."""
+    from cello1.training.modeling import strip_gguf_tag
+
+    directory = Path(directory)
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    strip_gguf_tag(merged)
+    merged.save_pretrained(str(directory))
+    tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cello1.training.sft --config FILE [key=value …]`` (for accelerate launch)."""
+    from cello1.cli.train_cmd import module_main
+
+    module_main("sft", argv)
+
+
+if __name__ == "__main__":
+    main()

