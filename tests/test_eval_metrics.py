@@ -198,3 +198,26 @@ def test_mean_reward_equals_batch_reward():
     preds = [wrap(GOLD3), wrap("B cell | NK cell | T cell"), wrap("B cell | B cell | NK cell"), wrap("b cell | T cell"), "x", wrap("B cell|b CELL|T cell")]
     recs = [rec(i, p) for i, p in enumerate(preds)]
     assert evaluate(recs, bootstrap=0)["mean_reward"] == pytest.approx(np.mean([batch_reward(p, GOLD3) for p in preds]))
+
+
+def test_official_records_with_model_outputs(official_records):
+    # official test records carry the gold in assistant_msg; add a perfect and a shuffled output
+    from cello1.puzzle import render_completion
+
+    recs = []
+    for r in official_records:
+        labels = r["assistant_msg"].split(" | ")
+        recs.append({**r, "prediction": render_completion("reasoning", labels)})
+        recs.append({**r, "id": r.get("id", "") + "_rev", "prediction": render_completion("r", labels[::-1])})
+    result = evaluate(recs, bootstrap=0)
+    assert result["format_rate"] == 1.0
+    assert result["batch_accuracy"] == pytest.approx(0.5)
+    assert set(result["by"]["n"]) == {str(len(r["assistant_msg"].split(" | "))) for r in official_records}
+
+
+def test_list_of_shard_paths_is_pooled(tmp_path, records):
+    a, b = tmp_path / "shard0.jsonl", tmp_path / "shard1.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    b.write_text("".join(json.dumps(r) + "\n" for r in records[2:]))
+    result = evaluate([a, b], bootstrap=0)
+    assert result["n_puzzles"] == 4 and result["cell_accuracy"] == pytest.approx(5 / 11)

@@ -63,6 +63,7 @@ def build(
 ) -> None:
     """Build CellPuzzles (train/test) from annotated AnnData files, leakage-free by default."""
     from cello1.data import BuildConfig, build_puzzles, write_build
+    from cello1.data.card import check_output_dir
 
     started = time.perf_counter()
     config = BuildConfig(
@@ -95,7 +96,7 @@ def build(
 
         config.label_key = EMBEDDED_LABEL_KEY
     config.validate()
-    _check_output(out, overwrite)
+    check_output_dir(out, overwrite)  # fail before a possibly long build, not after it
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         result = build_puzzles(list(inputs) if inputs else None, config)
@@ -103,16 +104,6 @@ def build(
         typer.echo(f"warning: {note}", err=True)
     write_build(result, out, command=_command_line(ctx), overwrite=overwrite)
     _print_summary(result, out, time.perf_counter() - started)
-
-
-def _check_output(out: Path, overwrite: bool) -> None:
-    """Fail before the (possibly long) build, not after it."""
-    from cello1.io import InputError
-
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another -o")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
 
 
 def _was_set(ctx: typer.Context, name: str) -> bool:

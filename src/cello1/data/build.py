@@ -98,7 +98,12 @@ class BuildResult:
 
 @dataclass
 class CellTable:
-    """The selected cells of all inputs, one entry per cell."""
+    """The selected cells of all inputs, one entry per cell.
+
+    Top genes are kept as ids into one vocabulary shared by all inputs (``int32``,
+    ``-1`` padded), so whole-data steps stay vectorised and gene-name lists are only
+    materialised for cells that end up in a puzzle.
+    """
 
     source: list[str] = field(default_factory=list)
     cell_id: list[str] = field(default_factory=list)
@@ -108,10 +113,35 @@ class CellTable:
     tissue: list[str | None] = field(default_factory=list)
     disease: list[str | None] = field(default_factory=list)
     context: list[str] = field(default_factory=list)
-    genes: list[tuple[str, ...]] = field(default_factory=list)
+    vocab: dict[str, int] = field(default_factory=dict)
+    id_blocks: list[np.ndarray] = field(default_factory=list)
+    _ids: np.ndarray | None = None
+    _names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def add_genes(self, local_top: np.ndarray, names: np.ndarray) -> None:
+        """Append cells' top genes given as indices into ``names`` (one input's genes)."""
+        ids = np.asarray([self.vocab.setdefault(n, len(self.vocab)) for n in names.tolist()], dtype=np.int32)
+        self.id_blocks.append(np.where(local_top >= 0, ids[np.maximum(local_top, 0)], -1).astype(np.int32))
+        self._ids = self._names = None
+
+    @property
+    def gene_ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.concatenate(self.id_blocks) if self.id_blocks else np.zeros((0, 0), np.int32)
+        return self._ids
+
+    def genes(self, cell: int) -> list[str]:
+        if self._names is None:
+            self._names = np.asarray(list(self.vocab), dtype=object)
+        row = self.gene_ids[cell]
+        return self._names[row[row >= 0]].tolist()
+
+    def gene_keys(self) -> list[bytes]:
+        """One hashable key per cell, equal exactly when the ranked gene lists are equal."""
+        return [row.tobytes() for row in self.gene_ids]
 
     def groups(self) -> dict[str, np.ndarray]:
         by_group: dict[str, list[int]] = {}
@@ -236,42 +266,28 @@ def add_input(
     top = top_gene_indices(
         adata.X, k=config.top_k, chunk_size=config.chunk_size, rows=rows, progress=progress, engine=config.topk_engine
     )
-    lookup = np.append(names, None)
-    counts = (top >= 0).sum(axis=1)
-    genes = [tuple(row[:c]) for row, c in zip(lookup[top].tolist(), counts.tolist())]
-    has_genes = counts > 0
+    has_genes = top[:, 0] >= 0
     if not has_genes.all():
         notes.append(f"{source}: {int((~has_genes).sum())} cells with no expressed gene skipped")
-    batch = (
-        obs[config.batch_key].astype(str).to_numpy()
-        if config.batch_key and config.batch_key in obs.columns
-        else None
-    )
-    labels = obs[config.label_key].astype(str).to_numpy()
-    cell_ids = obs.index.astype(str).to_numpy()
-    tissue = _optional_column(obs, "tissue")
-    disease = _optional_column(obs, "disease")
-    sentence = contexts(obs, rows)
-    for j, row in enumerate(rows.tolist()):
-        if not has_genes[j]:
-            continue
-        donor = donors[row]
-        table.source.append(source)
-        table.cell_id.append(cell_ids[row])
-        table.label.append(labels[row])
-        table.donor.append(donor)
-        table.group.append(f"{source}|{donor}|{'' if batch is None else batch[row]}")
-        table.tissue.append(tissue[row])
-        table.disease.append(disease[row])
-        table.context.append(sentence[j])
-        table.genes.append(genes[j])
-    return {"cells": obs.shape[0], "selected": int(rows.size), "kept": int(has_genes.sum())}
+    kept = rows[has_genes]
+    table.add_genes(top[has_genes], names)
+    batch = obs[config.batch_key].astype(str).to_numpy()[kept] if config.batch_key and config.batch_key in obs.columns else None
+    donors_kept = [donors[r] for r in kept.tolist()]
+    table.source += [source] * kept.size
+    table.cell_id += obs.index.astype(str).to_numpy()[kept].tolist()
+    table.label += obs[config.label_key].astype(str).to_numpy()[kept].tolist()
+    table.donor += donors_kept
+    table.group += [f"{source}|{d}|{'' if batch is None else batch[j]}" for j, d in enumerate(donors_kept)]
+    table.tissue += _optional_column(obs, "tissue", kept)
+    table.disease += _optional_column(obs, "disease", kept)
+    table.context += contexts(obs, kept)
+    return {"cells": obs.shape[0], "selected": int(rows.size), "kept": int(kept.size)}
 
 
-def _optional_column(obs: Any, column: str) -> list[str | None]:
+def _optional_column(obs: Any, column: str, rows: np.ndarray) -> list[str | None]:
     if column not in obs.columns:
-        return [None] * obs.shape[0]
-    return [None if is_missing(v) else str(v) for v in obs[column].tolist()]
+        return [None] * rows.size
+    return [None if is_missing(v) else str(v) for v in obs[column].to_numpy()[rows].tolist()]
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -308,7 +324,7 @@ def make_puzzle(table: CellTable, cells: list[int]) -> Puzzle:
     return Puzzle(
         id="",
         context=table.context[first],
-        cells=[list(table.genes[c]) for c in cells],
+        cells=[table.genes(c) for c in cells],
         candidates=sorted(answer),
         answer=answer,
         source=table.source[first],
@@ -391,7 +407,7 @@ def split_donor(table: CellTable, groups: dict[str, np.ndarray], config: BuildCo
 
 
 def split_cell(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]):
-    is_test = partition_cells(list(groups.values()), table.label, table.genes, config.test_fraction, rng_for(config.seed, "cell-split"))
+    is_test = partition_cells(list(groups.values()), table.label, table.gene_keys(), config.test_fraction, rng_for(config.seed, "cell-split"))
     test_per_n = max(1, round(config.puzzles_per_n * config.test_fraction))
     train_per_n = max(1, config.puzzles_per_n - test_per_n)
     train_groups = {g: c[~is_test[c]] for g, c in groups.items()}

@@ -134,10 +134,7 @@ def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = N
     Refuses an existing non-empty ``out_dir`` unless ``overwrite``.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another -o")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
+    check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -153,6 +150,15 @@ def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = N
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a file, or a non-empty folder unless ``overwrite`` (call before a long build)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; choose another -o")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

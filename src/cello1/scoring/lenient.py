@@ -103,9 +103,11 @@ def _ontology_term(label: str) -> str | None:
     except Exception:  # the knowledge base is optional for scoring
         return None
     try:
-        return map_label(label).term_id
+        mapping = map_label(label)
     except Exception:
         return None
+    # a fuzzy mapping could send two different gold types to one term: not evidence enough
+    return None if getattr(mapping, "how", None) == "fuzzy" else mapping.term_id
 
 
 def similarity(a: str, b: str, use_ontology: bool = True) -> float:

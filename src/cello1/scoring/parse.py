@@ -22,7 +22,7 @@ Subtleties that follow from the released code and are pinned by tests:
   paper's puzzles have N ≥ 8; our builders must not make N=1 puzzles for RL.
 
 Pure Python, no imports beyond the standard library. The strict check is done with
-plain string operations (proved equivalent to the regex by property tests) because it
+plain string operations (checked against the regex by property tests) because it
 runs once per rollout in RL and must stay cheap on multi-kilobyte reasoning.
 """
 

@@ -52,7 +52,7 @@ def _n_correct(pred: list[str], gold: tuple[str, ...]) -> int:
 @functools.lru_cache(maxsize=16384)
 def _gold_key(gold: str) -> tuple[str, ...]:
     # GRPO scores several rollouts per prompt against one gold string: cache its parse.
-    return tuple(label.lower() for label in gold_labels(gold))
+    return tuple(gold_labels(gold.lower()))
 
 
 @functools.lru_cache(maxsize=16384)
