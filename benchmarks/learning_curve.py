@@ -36,11 +36,10 @@ def smollm2_gguf() -> Path:
 
 
 def template_trace(puzzle, genes_per_cell: int) -> str:
-    """A short, answer-derived trace: each cell's leading genes and its type."""
-    return " ".join(
-        f"Cell {i} ({', '.join(cell[:genes_per_cell])}) is {label}."
-        for i, (cell, label) in enumerate(zip(puzzle.cells, puzzle.answer, strict=True), start=1)
-    )
+    """A very short template trace: each cell's leading gene(s); the answer follows.
+
+    Kept short on purpose: on a shared 2-core CPU every generated token counts."""
+    return "Key genes: " + "; ".join(", ".join(cell[:genes_per_cell]) for cell in puzzle.cells) + "."
 
 
 def make_sft_data(train, out: Path, teacher: str, genes_per_cell: int) -> tuple[Path, dict]:

@@ -206,6 +206,17 @@ def test_empty_candidates(pbmc, empty):
         annotate(pbmc, groupby=GROUPBY, candidates=empty)
 
 
+def test_layer_and_raw_choice(pbmc, candidates):
+    data = pbmc.copy()
+    data.layers["lognorm"] = data.X.copy()
+    answers, settings, _ = annotate_clusters(data, GROUPBY, candidates, layer="lognorm", genes="mean", top_k=5)
+    assert settings["expression"] == "layers/lognorm"
+    _, settings, _ = annotate_clusters(data, GROUPBY, candidates, genes="mean", top_k=5)
+    assert settings["expression"] == "X"  # no .raw here
+    with pytest.raises(InputError, match="has no .raw"):
+        annotate_clusters(data, GROUPBY, candidates, use_raw=True)
+
+
 def test_unknown_options_are_clear(pbmc, candidates):
     with pytest.raises(InputError, match="--genes"):
         annotate(pbmc, groupby=GROUPBY, candidates=candidates, genes="top")

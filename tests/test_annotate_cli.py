@@ -107,6 +107,9 @@ def test_missing_file_and_missing_output(workdir):
     assert missing.exit_code == 2 and "nope.h5ad: no such file" in missing.output
     no_out = run(workdir / "pbmc.h5ad", "-g", "louvain", "-c", "A,B")
     assert no_out.exit_code == 2 and "pass -o" in no_out.output
+    (workdir / "bogus.h5ad").write_text("not an h5ad file")
+    bogus = run(workdir / "bogus.h5ad", "-g", "louvain", "-c", "A,B", "-o", workdir / "x.h5ad")
+    assert bogus.exit_code == 2 and "cannot read as .h5ad" in bogus.output
     assert not (workdir / "x.h5ad").exists()
 
 

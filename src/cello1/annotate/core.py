@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cello1.annotate.puzzles import UNASSIGNED, ClusterPuzzle, llm_view
+from cello1.io import InputError
 from cello1.solvers.assignment import argmax_assignment, optimal_assignment
 from cello1.solvers.base import Solver
 from cello1.solvers.repair import label_similarity
@@ -161,10 +162,21 @@ def explain_scores(
 
 
 def _solve_with_text(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:
-    view = llm_view(puzzle, allow_repeats)
-    completion = solver.solve_batch([view])[0][0]
+    return solve_text_batch([puzzle], solver, allow_repeats)[0]
+
+
+def solve_text_batch(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool) -> list[PuzzleAnswer]:
+    """One ``solve_batch`` call for several samples (LLM backends batch them)."""
+    views = [llm_view(p, allow_repeats) for p in puzzles]
+    completions = solver.solve_batch(views)
+    return [
+        _answer_from_text(p, solver, result[0], allow_repeats) for p, result in zip(puzzles, completions, strict=True)
+    ]
+
+
+def _answer_from_text(puzzle: ClusterPuzzle, solver: Solver, completion, allow_repeats: bool) -> PuzzleAnswer:
     if completion.error:
-        raise RuntimeError(f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}")
+        raise InputError(f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}; check --model / --base-url")
     raw = answer_labels(completion.text)
     labels, similarity, repaired = repair_labels(raw, puzzle.n, puzzle.candidates, allow_repeats)
     think = think_text(completion.text)

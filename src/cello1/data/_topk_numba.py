@@ -107,14 +107,15 @@ def _select_largest(a, n, k):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def topk_rows_float32(indptr, indices, bits, rows, k, out, width):  # pragma: no cover - compiled
-    """Float32 fast path, same result as :func:`topk_rows`, with almost no branching.
+    """Float32 fast path, same result as :func:`topk_rows`, with few unpredictable branches.
 
     ``bits`` is the float32 data viewed as int32: for positive floats the bit pattern
     orders like the value. Per row: (1) a histogram of the top 11 bits (exponent and 3
-    mantissa bits) finds the bucket holding the k-th largest value; (2) the entries in
-    that bucket or above are packed as int64 keys ``(bits << 32) | (2**32 - 1 - column)``
+    mantissa bits) finds the bucket holding the k-th largest value; (2) only the entries
+    in that bucket or above are packed as int64 keys ``(bits << 32) | (2**32 - 1 - column)``
     (distinct, ordered exactly as "value descending, column ascending"); (3) a
-    selection keeps the ``k`` largest keys, which are sorted. ``width`` >= the longest row.
+    selection keeps the ``k`` largest keys, which are insertion-sorted. ``width`` >= the
+    longest row.
     """
     hist = np.zeros(2048, dtype=np.int64)
     buf = np.empty(max(width, 1), dtype=np.int64)
@@ -137,15 +138,23 @@ def topk_rows_float32(indptr, indices, bits, rows, k, out, width):  # pragma: no
                 break
             cut -= 1
         hist[:] = 0
+        lowest = max(cut << 20, 1)  # smallest bit pattern in the cut bucket (and > 0)
         n = 0
         for p in range(start, stop):
             b = bits[p]
-            buf[n] = (np.int64(b) << 32) | (low32 - np.int64(indices[p]))
-            n += (b > 0) & ((b >> 20) >= cut)
+            if b >= lowest:  # rarely true: the branch predicts well
+                buf[n] = (np.int64(b) << 32) | (low32 - np.int64(indices[p]))
+                n += 1
         if n > k:
             _select_largest(buf, n, k)
             n = k
-        best = np.sort(buf[:n])
+        for i in range(1, n):  # insertion sort of the k kept keys, descending
+            x = buf[i]
+            j = i - 1
+            while j >= 0 and buf[j] < x:
+                buf[j + 1] = buf[j]
+                j -= 1
+            buf[j + 1] = x
         for j in range(n):
-            out[r, j] = low32 - (best[n - 1 - j] & low32)
+            out[r, j] = low32 - (buf[j] & low32)
     return -1
