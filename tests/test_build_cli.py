@@ -74,10 +74,14 @@ def test_h5ad_input_with_options(files, tmp_path):
     assert result.exit_code == 0, result.output
     leak = json.loads((out / "leakage.json").read_text())
     assert leak["split"] == "random" and leak["n_train"] + leak["n_test"] == 3 * 2 * 3 * 4
-    # rerun into the same folder needs --overwrite
+    first = (out / "train.jsonl").read_text()
+    # rerun into the same folder needs --overwrite; a --backed rebuild gives the same puzzles
     again = run(args)
     assert again.exit_code != 0 and "--overwrite" in again.stderr
-    assert run(args + ["--overwrite", "--no-progress"]).exit_code == 0
+    assert (out / "train.jsonl").read_text() == first, "a refused run leaves the folder alone"
+    assert run(args + ["--overwrite", "--backed", "--no-progress"]).exit_code == 0
+    assert (out / "train.jsonl").read_text() == first
+    assert "--backed" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize(

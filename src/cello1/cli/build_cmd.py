@@ -27,7 +27,7 @@ def build(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (train/test .jsonl + .parquet, leakage.json, README.md)."),
     label_key: str | None = typer.Option(
-        None, help="obs column with the cell type [default: cell_type; bulk_labels for the embedded data].", rich_help_panel=_KEYS
+        None, help="obs column with the cell type (default: cell_type; bulk_labels for the embedded data).", rich_help_panel=_KEYS
     ),
     donor_key: str = typer.Option("donor_id", help="obs column with the donor; absent = one group per file.", rich_help_panel=_KEYS),
     gene_key: str = typer.Option("feature_name", help="var column with gene symbols; absent = var_names.", rich_help_panel=_KEYS),

@@ -15,14 +15,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cello1.data.context import context_columns, context_sentence, is_missing
-from cello1.data.sampling import n_values, rng_for, sample_group, stratified_sample
+from cello1.data.sampling import rng_for, sample_group, stratified_sample
 from cello1.data.split import SPLITS, choose_test_donors, leakage_report, partition_cells
 from cello1.data.topgenes import DEFAULT_CHUNK_SIZE, ENGINES, gene_symbols, top_gene_indices
 from cello1.io import InputError
@@ -491,7 +491,3 @@ def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, 
         sources=sources,
         warnings=notes,
     )
-
-
-def config_dict(config: BuildConfig) -> dict[str, Any]:
-    return asdict(config)
