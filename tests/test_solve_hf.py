@@ -251,3 +251,78 @@ def test_real_smollm2_free_generation_and_repair(smollm2, small_puzzles):
         assert rec["model"] == str(GGUF) and 1 <= rec["completion_tokens"] <= 16
         assert rec["prediction"].strip()
         assert sorted(rec["repaired_assignment"]) == sorted(puzzle.candidates)  # repair always yields a permutation
+        assert rec["repair_method"] == ("none" if rec["assignment"] is not None else "likelihood")
+
+
+def test_processor_closes_the_reasoning_when_the_model_wants_a_tag(tiny_solver, small_puzzles):
+    """Drive the processor by hand: random logits, except that at one step the model's top
+    choice is '</'; from there the processor must write the closing text and a valid answer."""
+    from cello1.solvers.constrained import ConstrainedAnswerProcessor, answer_pieces, think_banned_mask
+
+    tok, puzzle = tiny_solver.tokenizer, small_puzzles[1]
+    vocab = len(tok)
+    pieces = answer_pieces(tok, puzzle)
+    processor = ConstrainedAnswerProcessor(
+        [pieces], max_new_tokens=300, eos_token_id=tok.eos_token_id, banned=think_banned_mask(tok, vocab, [tok.eos_token_id])
+    )
+    tag = tok.encode("</", add_special_tokens=False)[0]
+    ids = torch.tensor([[1, 2, 3]])
+    gen = torch.Generator().manual_seed(0)
+    wants_tag_at = len(pieces.think_open) + 5
+    for step in range(300):
+        scores = torch.randn(1, vocab, generator=gen)
+        if step == wants_tag_at:
+            scores[0, tag] = 50.0
+        token = int(processor(ids, scores).argmax())
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        if token == tok.eos_token_id:
+            break
+    generated = ids[0, 3:].tolist()
+    text = tok.decode(generated, skip_special_tokens=True)
+    assert generated[-1] == tok.eos_token_id and strictly_valid_permutation(text, puzzle), text
+    think = generated[len(pieces.think_open) : wants_tag_at]
+    assert generated[wants_tag_at : wants_tag_at + len(pieces.think_close)] == list(pieces.think_close)
+    assert len(think) == 5 and "<" not in tok.decode(think)
+
+
+def test_constrained_rectangular_puzzle_with_prefix_sharing_names(tiny_solver):
+    """More candidates than cells, and names that are prefixes of other names."""
+    puzzle = Puzzle(
+        id="rect", context="The cell is from blood.", cells=[["CD3E", "CD4"], ["MS4A1"], ["CD3E", "CD8A"]],
+        candidates=["B", "B cell", "T cell", "T cell, CD4-positive", "T cell, CD8-positive"],
+    )  # fmt: skip
+    tiny_solver.constrained, tiny_solver.n, tiny_solver.temperature, tiny_solver.max_new_tokens = True, 6, 1.5, 60
+    try:
+        (samples,) = tiny_solver.solve_batch([puzzle])
+    finally:
+        tiny_solver.constrained, tiny_solver.n, tiny_solver.temperature, tiny_solver.max_new_tokens = False, 1, 0.0, 12
+    answers = [c.text.split("<answer>")[1].split("</answer>")[0].split(" | ") for c in samples]
+    for completion, labels in zip(samples, answers, strict=True):
+        assert strictly_valid_permutation(completion.text, puzzle), completion.text
+        assert len(labels) == 3 and len(set(labels)) == 3
+    assert len({label for labels in answers for label in labels}) >= 4  # short and long names both reachable
+
+
+def test_repair_uses_the_models_likelihood(tiny_solver, small_puzzles):
+    from cello1.puzzle import ANSWER_SEP
+    from cello1.solvers.base import Completion
+
+    puzzle = small_puzzles[1]
+    completion = Completion(text="<think>hmm</think>\n<answer>club cell | club cell</answer>")
+    matrix = tiny_solver.candidate_scores(puzzle, completion)
+    assert len(matrix) == puzzle.n and all(len(row) == len(puzzle.candidates) for row in matrix)
+    # brute force for cell 2 (index 1), candidate 3, without the shared KV cache
+    tok, model = tiny_solver.tokenizer, tiny_solver.hf_model
+    base = tiny_solver.prompt(puzzle) + "<think>hmm</think>\n<answer>"
+    prefix_ids = tok.encode(base, add_special_tokens=False) + tok.encode("club cell" + ANSWER_SEP, add_special_tokens=False)
+    cont = tok.encode(puzzle.candidates[3] + " |", add_special_tokens=False)
+    with torch.inference_mode():
+        logits = model(torch.tensor([prefix_ids + cont])).logits[0]
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    expected = sum(float(logp[len(prefix_ids) - 1 + k, t]) for k, t in enumerate(cont))
+    assert matrix[1][3] == pytest.approx(expected, abs=1e-3)
+
+    recs = solve(small_puzzles[:2], tiny_solver, repair=True, progress=False)  # random weights: invalid answers
+    for rec, p in zip(recs, small_puzzles[:2], strict=True):
+        assert rec["assignment"] is None and rec["repair_method"] == "likelihood"
+        assert sorted(rec["repaired_assignment"]) == sorted(p.candidates)

@@ -142,3 +142,15 @@ def test_repair_prefers_scores_and_keeps_valid_answers(official_records):
     assert repair_completion(puzzle, Completion(text=valid)) == (puzzle.answer, "none")
     fixed, method = repair_completion(puzzle, Completion(text="nothing"))
     assert method == "similarity" and is_permutation(fixed, puzzle)
+
+
+def test_resume_refuses_another_solver_and_adds_missing_repairs(tmp_path):
+    out = tmp_path / "pred.jsonl"
+    solve(make_puzzles(2), EchoSolver(), out, progress=False)
+    other = EchoSolver()
+    other.model = "echo-2"
+    with pytest.raises(InputError, match="another -o file"):
+        solve(make_puzzles(2), other, out, progress=False)
+    recs = solve(make_puzzles(2), EchoSolver(), out, repair=True, progress=False)
+    assert all(r["repair_method"] == "none" for r in recs)
+    assert all(r["repair_method"] == "none" for r in lines(out))

@@ -103,3 +103,15 @@ def test_trl_args_on_cpu():
     assert grpo.num_generations == 5 and grpo.beta == 0.001 and grpo.max_completion_length == 3000
     assert grpo.use_vllm is False and grpo.reward_weights == [1.0, 0.0, 0.0, 0.0]
     assert grpo.generation_batch_size == 10
+
+
+def test_module_entry_points_for_accelerate(capsys):
+    """``accelerate launch -m cello1.training.sft|grpo …`` parses the same options as the CLI."""
+    from cello1.cli.train_cmd import module_main
+
+    for stage in ("sft", "grpo"):
+        with pytest.raises(SystemExit) as exc:
+            module_main(stage, ["--help"])
+        assert exc.value.code == 0
+        assert "--config" in capsys.readouterr().out
+    assert (REPO / "src" / "cello1" / "cli" / "__main__.py").exists()  # accelerate launch -m cello1.cli

@@ -33,14 +33,36 @@ def test_sft_records_are_prompt_completion():
         sft_records(make_puzzles(2, reasoning=False))
 
 
-def test_tiny_sft_two_steps_checkpoint_resume_merge(tmp_path):
+def test_reads_official_reasoning_split(tmp_path):
+    from cello1.training.data import load_puzzles
+
+    puzzle = make_puzzles(1)[0]
+    official = {k: v for k, v in puzzle.to_record(provenance=False).items() if k != "id"}  # 3 strings only
+    assert official["assistant_msg"].startswith("<think>")
+    path = tmp_path / "reasoning.json"
+    path.write_text(json.dumps([official]))
+    (rec,) = sft_records(load_puzzles(path))
+    assert rec["completion"][0]["content"] == official["assistant_msg"]
+    assert rec["prompt"][1]["content"] == official["user_msg"] and rec["prompt"][0]["content"] == official["system_msg"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One 2-step SFT run shared by the tests below (the slow part)."""
+    from cello1.training.sft import train_sft
+
+    tmp_path = tmp_path_factory.mktemp("sft")
+    _, test = puzzle_files()
+    return tmp_path, train_sft(tiny_config(tmp_path, eval_file=str(test)))
+
+
+def test_tiny_sft_two_steps_checkpoint_resume_merge(tiny_run):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cello1.training.sft import train_sft
 
-    _, test = puzzle_files()
-    result = train_sft(tiny_config(tmp_path, eval_file=str(test)))
+    tmp_path, result = tiny_run
     out = result.output_dir
     assert (out / "checkpoint-2").is_dir() and (out / "final" / "adapter_config.json").exists()
     saved = (out / "cello1_sft.yaml").read_text()
@@ -69,12 +91,11 @@ def test_tiny_sft_two_steps_checkpoint_resume_merge(tmp_path):
     assert out_ids.shape[1] == ids["input_ids"].shape[1] + 5
 
 
-def test_merged_model_loads_in_hf_solver(tmp_path):
+def test_merged_model_loads_in_hf_solver(tiny_run):
     pytest.importorskip("cello1.solvers.hf")
     from cello1.solvers.run import solve
-    from cello1.training.sft import train_sft
 
-    result = train_sft(tiny_config(tmp_path, max_steps=1, save_steps=100))
+    _, result = tiny_run
     records = solve(make_puzzles(1), "hf", model=str(result.model_dir), max_new_tokens=4, progress=False)
     assert len(records) == 1 and records[0]["error"] is None and records[0]["completion_tokens"] <= 4
 

@@ -38,7 +38,7 @@ def solve(
     device: str | None = typer.Option(None, help="hf/vllm: cpu, cuda, cuda:1 … (default: auto).", rich_help_panel=_LLM),
     dtype: str | None = typer.Option(None, help="hf: float32, bfloat16, float16 (default: auto).", rich_help_panel=_LLM),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", rich_help_panel=_API),
-    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API key [default: OPENAI_API_KEY].", rich_help_panel=_API),
+    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API key (default OPENAI_API_KEY).", rich_help_panel=_API),
     concurrency: int | None = typer.Option(None, help="Parallel requests.", rich_help_panel=_API),
     reasoning_effort: str | None = typer.Option(None, help="Reasoning models: low | medium | high.", rich_help_panel=_API),
     timeout: float | None = typer.Option(None, help="Seconds per request before a retry.", rich_help_panel=_API),

@@ -59,7 +59,9 @@ def _report(stage: str, result) -> None:
     if result.model_dir is not None:
         typer.echo(f"{stage}: model {result.model_dir} (use: cello1 solve --solver hf --model {result.model_dir})")
     if result.heldout:
-        typer.echo(f"{stage}: held-out {json.dumps(result.heldout[-1])}")
+        last = result.heldout[-1]
+        keys = ("step", "n_puzzles", "cell_accuracy", "batch_accuracy", "format_rate")
+        typer.echo(f"{stage}: held-out {json.dumps({k: last[k] for k in keys if k in last})}")
 
 
 @app.command("sft")

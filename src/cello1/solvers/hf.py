@@ -219,6 +219,53 @@ class HFSolver(Solver):
             results.append(samples)
         return results
 
+    # ---- likelihood scores for --repair -----------------------------------------------------
+    def candidate_scores(self, puzzle: Puzzle, completion: Completion) -> list[list[float]]:
+        """Cells × candidates log-likelihood matrix for ``--repair``.
+
+        Entry ``[i][j]``: log p(candidate j, then ``" |"`` or ``</answer>`` | prompt, the
+        model's reasoning, ``</think>\n<answer>`` and the labels it wrote for cells before
+        ``i``). The prefix is run once and extended label by label; each cell's candidates
+        share a copy of its KV cache.
+        """
+        import copy
+
+        import torch
+
+        from cello1.puzzle import ANSWER_SEP
+        from cello1.scoring import extract_answer, split_labels
+
+        text = completion.text
+        think = text.split("</think>")[0] if "</think>" in text else text.split("<answer>")[0]
+        labels = split_labels(extract_answer(text))
+        base = self.prompt(puzzle) + "<think>" + think.replace("<think>", "") + "</think>\n<answer>"
+        encode = lambda s: self.tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+        device, pad, m = self.hf_model.device, self.tokenizer.pad_token_id, len(puzzle.candidates)
+        scores = []
+        with torch.inference_mode():
+            head = self.hf_model(torch.tensor([encode(base)], device=device), use_cache=True)
+            cache, last = head.past_key_values, head.logits[:, -1:]
+            for i in range(puzzle.n):
+                if 0 < i <= len(labels):  # extend the prefix by the label written for cell i-1
+                    step = self.hf_model(
+                        torch.tensor([encode(labels[i - 1] + ANSWER_SEP)], device=device),
+                        past_key_values=cache,
+                        use_cache=True,
+                    )
+                    cache, last = step.past_key_values, step.logits[:, -1:]
+                ending = ANSWER_SEP.rstrip() if i + 1 < puzzle.n else "</answer>"
+                conts = [encode(c + ending) for c in puzzle.candidates]
+                width = max(len(c) for c in conts)
+                # right padding is harmless: causal attention never lets a real token see it
+                batch = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
+                branch = copy.deepcopy(cache)
+                branch.batch_repeat_interleave(m)
+                tail = self.hf_model(batch, past_key_values=branch).logits
+                logits = torch.cat([last.expand(m, -1, -1), tail[:, :-1]], dim=1)
+                logp = torch.log_softmax(logits.float(), dim=-1).gather(2, batch.unsqueeze(-1)).squeeze(-1)
+                scores.append([float(logp[j, : len(c)].sum()) for j, c in enumerate(conts)])
+        return scores
+
     def settings(self) -> dict[str, Any]:
         return {
             **super().settings(),

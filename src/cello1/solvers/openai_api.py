@@ -106,14 +106,14 @@ class OpenAISolver(Solver):
 
     def iter_solve(self, puzzles: list[Puzzle]) -> Iterator[tuple[int, list[Completion]]]:
         """(index, completions) in the order requests finish, ``concurrency`` at a time."""
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(self.solve_one, p): i for i, p in enumerate(puzzles)}
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-            finally:
-                for future in futures:
-                    future.cancel()  # on Ctrl-C: do not start the queued requests
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cello1-openai")
+        futures = {pool.submit(self.solve_one, p): i for i, p in enumerate(puzzles)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            # on Ctrl-C or a fatal error: queued requests never start, in-flight ones are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "base_url": self.base_url, "prompt_mode": self.prompt_mode, "n": self.n}

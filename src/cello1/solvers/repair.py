@@ -6,8 +6,10 @@ The repaired labels are stored next to the raw prediction (``repaired_assignment
 Scores for the optimal assignment (cells × candidates, higher = better) come from, in
 order of preference:
 
-1. ``Completion.scores`` — a likelihood or score matrix the solver provides
-   (matrix solvers, or an LLM backend that scores candidates) → method ``"scores"``;
+1. ``Completion.scores`` — a score matrix the solver provides (matrix solvers) → method
+   ``"scores"``; or the model's log-likelihood of each candidate for each cell, from a
+   solver with ``candidate_scores`` (``hf``; the runner asks for it only for answers
+   that need repair) → method ``"likelihood"``;
 2. string similarity between the labels the model wrote (tolerant extraction, position
    by position) and the candidate names → method ``"similarity"``.
 
@@ -63,7 +65,8 @@ def repair_completion(puzzle: Puzzle, completion: Completion) -> tuple[list[str]
     if is_permutation(strict, puzzle):
         return strict, "none"
     if completion.scores is not None:
-        scores, method = np.asarray(completion.scores, dtype=float), "scores"
+        scores = np.asarray(completion.scores, dtype=float)
+        method = completion.info.get("scores_from", "scores")
         if scores.shape != (puzzle.n, len(puzzle.candidates)):
             raise ValueError(
                 f"puzzle {puzzle.id}: score matrix {scores.shape} != cells × candidates "

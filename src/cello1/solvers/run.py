@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def _run(
     done: dict[Key, dict[str, Any]] = {}
     writer = None
     if out is not None:
-        done, writer = _open_output(Path(out), puzzles, n_samples)
+        done, writer = _open_output(Path(out), puzzles, solver, n_samples, repair=repair)
     pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
     fresh: dict[Key, dict[str, Any]] = {}
     bar = _Progress(len(pending), progress)
@@ -184,12 +185,17 @@ def _needs_run(record: dict[str, Any] | None) -> bool:
     return record is None or record.get("error") is not None
 
 
-def _open_output(path: Path, puzzles: list[Puzzle], n_samples: int) -> tuple[dict[Key, dict[str, Any]], _Appender]:
+def _open_output(
+    path: Path, puzzles: list[Puzzle], solver: Solver, n_samples: int, *, repair: bool
+) -> tuple[dict[Key, dict[str, Any]], _Appender]:
     """Read what an earlier run finished; drop records this run will redo; compact if needed."""
     existing, dirty = read_predictions(path)
     wanted = {(p.id, s) for p in puzzles for s in range(n_samples)}
+    _check_same_solver(path, [rec for k, rec in existing.items() if k in wanted], solver)
     retry = {k for k, rec in existing.items() if k in wanted and _needs_run(rec)}
     kept = {k: rec for k, rec in existing.items() if k not in retry}
+    if repair:
+        dirty = _add_missing_repairs(kept, {p.id: p for p in puzzles}) or dirty
     if dirty or retry:
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for rec in kept.values():
@@ -197,6 +203,30 @@ def _open_output(path: Path, puzzles: list[Puzzle], n_samples: int) -> tuple[dic
             fh.flush()
             os.fsync(fh.fileno())
     return {k: rec for k, rec in kept.items() if k in wanted}, _Appender(path)
+
+
+def _check_same_solver(path: Path, records: list[dict[str, Any]], solver: Solver) -> None:
+    """Resuming into a file written by another solver or model would mix two runs."""
+    for rec in records:
+        if (rec.get("solver"), rec.get("model")) != (solver.name, solver.model):
+            raise InputError(
+                f"{path} already holds predictions of solver {rec.get('solver')!r} (model {rec.get('model')!r}), "
+                f"not {solver.name!r} (model {solver.model!r}); write to another -o file"
+            )
+
+
+def _add_missing_repairs(records: dict[Key, dict[str, Any]], puzzles: dict[str, Puzzle]) -> bool:
+    """Records finished by a run without --repair get their repair now (string similarity:
+    score matrices are not stored). Returns whether any record changed."""
+    from cello1.solvers.repair import repair_completion
+
+    changed = False
+    for (pid, _), rec in records.items():
+        if pid in puzzles and "repair_method" not in rec and rec.get("error") is None:
+            fixed, method = repair_completion(puzzles[pid], Completion(text=rec.get("prediction") or ""))
+            rec["repaired_assignment"], rec["repair_method"] = fixed, method
+            changed = True
+    return changed
 
 
 class _Appender:
@@ -275,10 +305,25 @@ def make_record(
     if repair:
         from cello1.solvers.repair import repair_completion
 
+        if not failed:
+            completion = _with_likelihood_scores(solver, puzzle, completion, rec["assignment"])
         fixed, method = (None, None) if failed else repair_completion(puzzle, completion)
         rec["repaired_assignment"] = fixed
         rec["repair_method"] = method
     return rec
+
+
+def _with_likelihood_scores(
+    solver: Solver, puzzle: Puzzle, completion: Completion, assignment: list[str] | None
+) -> Completion:
+    """For an answer that needs repair, ask a solver that can score candidates with its
+    model (``candidate_scores``, e.g. ``hf``) for a likelihood matrix."""
+    from cello1.solvers.repair import is_permutation
+
+    if completion.scores is not None or is_permutation(assignment, puzzle) or not hasattr(solver, "candidate_scores"):
+        return completion
+    scores = solver.candidate_scores(puzzle, completion)
+    return replace(completion, scores=scores, info={**completion.info, "scores_from": "likelihood"})
 
 
 class _Progress:
@@ -296,7 +341,9 @@ class _Progress:
         self._tokens += sum(c.completion_tokens or 0 for c in completions)
         self._errors += sum(c.error is not None for c in completions)
         elapsed = max(time.perf_counter() - self._start, 1e-9)
-        postfix = {"tok/s": f"{self._tokens / elapsed:.1f}"}
+        postfix: dict[str, Any] = {}
+        if self._tokens:  # non-LLM solvers count no tokens
+            postfix["tok/s"] = f"{self._tokens / elapsed:.1f}"
         if self._errors:
             postfix["errors"] = self._errors
         self._bar.set_postfix(postfix, refresh=False)
