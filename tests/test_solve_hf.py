@@ -94,7 +94,7 @@ def test_hf_cli_end_to_end_with_tiny_model(tiny_model_dir, small_puzzles, tmp_pa
     write_puzzles(path, small_puzzles)
     out = tmp_path / "pred.jsonl"
     args = ["solve", str(path), "-o", str(out), "--solver", "hf", "--model", str(tiny_model_dir),
-            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-mode", "user"]  # fmt: skip
+            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-mode", "user", "--threads", "1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
@@ -189,7 +189,7 @@ def test_model_path_resolution(tmp_path):
     assert resolve_model_path(str(tmp_path / "m.gguf")) == (str(tmp_path), "m.gguf")
     assert resolve_model_path(str(tmp_path)) == (str(tmp_path), "m.gguf")
     assert resolve_model_path("org/name") == ("org/name", None)
-    with pytest.raises(InputError, match="no such .gguf"):
+    with pytest.raises(InputError, match="no such"):
         resolve_model_path(str(tmp_path / "other.gguf"))
 
 

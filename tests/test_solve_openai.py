@@ -157,7 +157,8 @@ def test_cli_solve_with_openai_server(puzzles, tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "does not support option(s) --train" in bad.output
 
 
-def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tmp_path, sig):
     # 12 puzzles (distinct ids) from the official examples, served slowly
     records = [dict(r, id=f"{r['id']}_{k}") for k in range(4) for r in official_records]
     path = tmp_path / "puzzles.jsonl"
@@ -171,8 +172,9 @@ def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tm
         deadline = time.time() + 60
         while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
         before = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
         assert 3 <= len(before) < len(records), "the kill should land mid-run"
         served_before = len(server.bodies)

@@ -30,6 +30,8 @@ PLAIN_TEMPLATE = (
 def resolve_model_path(model: str) -> tuple[str, str | None]:
     """``model`` → (what ``from_pretrained`` gets, ``gguf_file`` or None)."""
     path = Path(model).expanduser()
+    if model.startswith(("/", ".", "~")) and not path.exists():
+        raise InputError(f"{model}: no such file or folder; check the --model path")
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise InputError(f"{model}: no such .gguf file; check the path")
@@ -48,6 +50,8 @@ def auto_device(device: str | None) -> str:
     import torch
 
     if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -86,12 +90,19 @@ class HFSolver(Solver):
         device: str | None = None,
         dtype: str | None = None,
         seed: int = 0,
+        threads: int | None = None,
         trust_remote_code: bool = False,
         **unsupported: Any,
     ) -> None:
         reject_unsupported(self.name, unsupported)
         if model is None:
             raise InputError("the 'hf' solver needs --model (a hub id, a local folder or a .gguf file)")
+        if threads is not None:
+            import torch
+
+            if threads < 1:
+                raise InputError(f"--threads must be at least 1, not {threads}")
+            torch.set_num_threads(int(threads))  # CPU: fewer threads can be faster on a busy machine
         self.prompt_mode = check_prompt_mode(prompt_mode)
         self.n = int(n)
         self.temperature = resolve_temperature(temperature, self.n)

@@ -189,6 +189,8 @@ def _open_output(
     path: Path, puzzles: list[Puzzle], solver: Solver, n_samples: int, *, repair: bool
 ) -> tuple[dict[Key, dict[str, Any]], _Appender]:
     """Read what an earlier run finished; drop records this run will redo; compact if needed."""
+    if path.is_dir():
+        raise InputError(f"-o {path} is a folder; give a file name such as {path / 'pred.jsonl'}")
     existing, dirty = read_predictions(path)
     wanted = {(p.id, s) for p in puzzles for s in range(n_samples)}
     _check_same_solver(path, [rec for k, rec in existing.items() if k in wanted], solver)
