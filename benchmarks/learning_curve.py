@@ -78,6 +78,7 @@ def evaluate_folder(model_dir: Path, test, args, tag: str, out: Path) -> dict:
     keep = ("cell_accuracy", "batch_accuracy", "format_rate", "uniqueness", "mean_reward", "n_puzzles")
     result = {k: metrics[k] for k in keep if k in metrics}
     result["ci"] = {k: v for k, v in (metrics.get("ci") or {}).items() if k in keep}
+    result.update(format_progress(records))
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(f"[{tag}] {json.dumps(result)}", flush=True)
     cached.write_text(json.dumps(result, indent=2) + "\n")
@@ -108,7 +109,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-grpo", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="reuse finished stages (evaluations, merged SFT model)")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print the tables of finished runs")
     args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
 
     import torch
 
@@ -181,19 +186,56 @@ def main() -> None:
     print(markdown_table(results))
 
 
+def format_progress(records: list[dict]) -> dict[str, float]:
+    """Partial-format signals the strict metrics hide: completions that open with
+    ``<think>``, that contain an ``<answer>`` line, and the cell accuracy of the
+    tolerant answer extraction (spec §5) ignoring the strict format check."""
+    from cello1.puzzle import split_answer
+    from cello1.scoring import extract_answer
+
+    def tolerant_hits(rec: dict) -> tuple[int, int]:
+        gold = split_answer(rec["answer"])
+        pred = split_answer(extract_answer(rec["prediction"]))
+        return sum(p.lower() == g.lower() for p, g in zip(pred, gold, strict=False)), len(gold)
+
+    hits = [tolerant_hits(r) for r in records]
+    return {
+        "opens_with_think": sum(r["prediction"].lstrip().startswith("<think>") for r in records) / len(records),
+        "has_answer_tag": sum("<answer>" in r["prediction"] for r in records) / len(records),
+        "tolerant_cell_accuracy": sum(h for h, _ in hits) / sum(t for _, t in hits),
+    }
+
+
+def report(dirs: list[Path]) -> None:
+    """Print strict + partial-format metrics of finished runs (``--report DIR …``)."""
+    for run in dirs:
+        print(f"## {run}")
+        results = {}
+        for stage in STAGES:
+            pred = run / f"pred_{stage.replace('+', '_')}.jsonl"
+            cached = run / f"eval_{stage.replace('+', '_')}.json"
+            if pred.exists() and cached.exists():
+                records = [json.loads(line) for line in pred.read_text().splitlines()]
+                results[stage] = json.loads(cached.read_text()) | format_progress(records)
+        print(markdown_table(results))
+
+
 def markdown_table(results: dict[str, dict]) -> str:
     def cell(metrics: dict, key: str) -> str:
         lo, hi = (metrics.get("ci") or {}).get(key, (None, None))
         ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
         return f"{metrics[key]:.3f}{ci}"
 
-    lines = ["| stage | cell accuracy [95% CI] | batch accuracy [95% CI] | format rate [95% CI] | puzzles |",
-             "|---|---|---|---|---|"]
+    lines = ["| stage | cell accuracy [95% CI] | batch accuracy [95% CI] | format rate [95% CI] | puzzles "
+             "| opens with `<think>` | has `<answer>` | tolerant cell acc. |",
+             "|---|---|---|---|---|---|---|---|"]
     for stage in STAGES:
         if stage in results:
             m = results[stage]
+            extra = " | ".join(f"{m[k]:.3f}" if k in m else "–"
+                               for k in ("opens_with_think", "has_answer_tag", "tolerant_cell_accuracy"))
             lines.append(f"| {stage} | {cell(m, 'cell_accuracy')} | {cell(m, 'batch_accuracy')} | "
-                         f"{cell(m, 'format_rate')} | {m.get('n_puzzles')} |")
+                         f"{cell(m, 'format_rate')} | {m.get('n_puzzles')} | {extra} |")
     return "\n".join(lines)
 
 
