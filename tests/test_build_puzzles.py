@@ -245,7 +245,7 @@ def test_write_build_round_trip(atlas_result, tmp_path):
     card = (out / "README.md").read_text()
     assert "cello1 build x.h5ad -o puzzles" in card
     assert "### By N" in card and "### By tissue" in card and "### By disease" in card and "### By donor" in card
-    assert f"| donor_0 |" in card or f"| donor_1 |" in card
+    assert "| donor_0 |" in card or "| donor_1 |" in card
 
 
 def test_output_loads_with_datasets(atlas_result, tmp_path):

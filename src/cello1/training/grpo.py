@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from cello1.io import InputError
 from cello1.training.config import GRPOStageConfig, has_gpu, save_config, vllm_available
@@ -25,9 +24,9 @@ from cello1.training.modeling import (
     convert_to_folder,
     load_model,
     load_tokenizer,
-    precision_settings,
     resolve_resume,
     split_model_spec,
+    trainer_kwargs,
 )
 from cello1.training.sft import TrainResult, build_peft_config, save_merged
 
@@ -55,37 +54,20 @@ def reward_function(variant: str = "paper"):
 def build_grpo_args(config: GRPOStageConfig):
     from trl import GRPOConfig
 
-    kwargs: dict[str, Any] = {
-        "output_dir": config.output_dir,
-        "learning_rate": config.learning_rate,
-        "num_train_epochs": config.num_train_epochs,
-        "max_steps": config.max_steps,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "generation_batch_size": config.generation_batch_size,
-        "lr_scheduler_type": config.lr_scheduler_type,
-        "warmup_steps": config.warmup_steps,
-        "weight_decay": config.weight_decay,
-        "logging_steps": config.logging_steps,
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "report_to": config.report_to,
-        "seed": config.seed,
-        "num_generations": config.num_generations,
-        "max_completion_length": config.max_completion_length,
-        "beta": config.beta,
-        "entropy_coef": config.entropy_coef,
-        "temperature": config.temperature,
+    kwargs = trainer_kwargs(
+        config,
+        generation_batch_size=config.generation_batch_size,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        beta=config.beta,
+        entropy_coef=config.entropy_coef,
+        temperature=config.temperature,
         # reward first, then cell accuracy / batch accuracy / format rate for logging only
-        "reward_weights": [1.0, 0.0, 0.0, 0.0],
-        "use_vllm": resolve_use_vllm(config.use_vllm),
-        "vllm_mode": config.vllm_mode,
-        "vllm_tensor_parallel_size": config.vllm_tensor_parallel_size,
-        **precision_settings(config.bf16, config.use_cpu),
-    }
-    if config.gradient_checkpointing:
-        kwargs["gradient_checkpointing"] = True
-    kwargs.update(config.trl_args)
+        reward_weights=[1.0, 0.0, 0.0, 0.0],
+        use_vllm=resolve_use_vllm(config.use_vllm),
+        vllm_mode=config.vllm_mode,
+        vllm_tensor_parallel_size=config.vllm_tensor_parallel_size,
+    )
     return GRPOConfig(**kwargs)
 
 
@@ -104,7 +86,11 @@ def _policy_model_path(config: GRPOStageConfig) -> str:
 
 def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainResult:
     """Run GRPO; the final policy is saved as a standalone model in ``{output_dir}/final``."""
-    from cello1.training.callbacks import make_heldout_callback, make_jsonl_log_callback, metric_reward_functions
+    from cello1.training.callbacks import (
+        make_heldout_callback,
+        make_jsonl_log_callback,
+        metric_reward_functions,
+    )
 
     config.check()  # cheap setting errors first, before heavy imports and model loading
     from trl import GRPOTrainer

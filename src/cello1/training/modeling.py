@@ -143,3 +143,30 @@ def resolve_resume(setting: str | bool | None, output_dir: str | os.PathLike) ->
     if not Path(str(setting)).is_dir():
         raise InputError(f"resume_from_checkpoint {setting}: no such checkpoint folder")
     return str(setting)
+
+
+def trainer_kwargs(config: Any, **stage_kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments shared by the TRL configs of every stage, then the stage's own
+    ones, then the user's pass-through ``trl_args`` (which win)."""
+    kwargs: dict[str, Any] = {
+        "output_dir": config.output_dir,
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "warmup_steps": config.warmup_steps,
+        "weight_decay": config.weight_decay,
+        "logging_steps": config.logging_steps,
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "report_to": config.report_to,
+        "seed": config.seed,
+        **stage_kwargs,
+        **precision_settings(config.bf16, config.use_cpu),
+    }
+    if config.gradient_checkpointing:
+        kwargs["gradient_checkpointing"] = True
+    kwargs.update(config.trl_args)
+    return kwargs

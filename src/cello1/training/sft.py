@@ -27,8 +27,8 @@ from cello1.training.modeling import (
     check_prompt_lengths,
     load_model,
     load_tokenizer,
-    precision_settings,
     resolve_resume,
+    trainer_kwargs,
 )
 
 log = logging.getLogger("cello1.training")
@@ -49,29 +49,12 @@ def build_sft_args(config: SFTStageConfig):
     """The ``trl.SFTConfig`` for a stage config (paper defaults + CPU/GPU auto settings)."""
     from trl import SFTConfig
 
-    kwargs: dict[str, Any] = {
-        "output_dir": config.output_dir,
-        "learning_rate": config.learning_rate,
-        "num_train_epochs": config.num_train_epochs,
-        "max_steps": config.max_steps,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "lr_scheduler_type": config.lr_scheduler_type,
-        "warmup_steps": config.warmup_steps,
-        "weight_decay": config.weight_decay,
-        "logging_steps": config.logging_steps,
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "report_to": config.report_to,
-        "seed": config.seed,
-        "max_length": config.max_length,
+    kwargs = trainer_kwargs(
+        config,
+        max_length=config.max_length,
         # prompt-completion data: the loss covers the completion (the assistant turn) only
-        "completion_only_loss": True,
-        **precision_settings(config.bf16, config.use_cpu),
-    }
-    if config.gradient_checkpointing:
-        kwargs["gradient_checkpointing"] = True
-    kwargs.update(config.trl_args)
+        completion_only_loss=True,
+    )
     return SFTConfig(**kwargs)
 
 
