@@ -33,8 +33,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from cello1.annotate import annotate
-from cello1.annotate.writeback import cluster_table_from_uns
+from cello1.annotation import annotate
+from cello1.annotation.writeback import cluster_table_from_uns
 from cello1.data import EMBEDDED_LABEL_KEY, build_puzzles, pbmc68k_reduced
 
 GROUPBY = "louvain"

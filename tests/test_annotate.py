@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 import cello1
-from cello1.annotate import UNASSIGNED, annotate, annotate_clusters, parse_candidates
-from cello1.annotate.core import margin_confidence
-from cello1.annotate.puzzles import ClusterPuzzle, llm_view
-from cello1.annotate.writeback import cluster_table_from_uns
+from cello1.annotation import UNASSIGNED, annotate, annotate_clusters, parse_candidates
+from cello1.annotation.core import margin_confidence
+from cello1.annotation.puzzles import ClusterPuzzle, llm_view
+from cello1.annotation.writeback import cluster_table_from_uns
 from cello1.data import EMBEDDED_LABEL_KEY, pbmc68k_reduced
 from cello1.io import InputError
 
@@ -185,9 +185,10 @@ def test_mean_genes_are_the_cluster_means(pbmc, candidates):
     assert puzzle.cells[0] == expected
 
 
-def test_module_is_callable_through_flat_api(pbmc, candidates):
-    import cello1.annotate  # noqa: F401 - the submodule now shadows the attribute
+def test_flat_api_annotate_is_the_function(pbmc, candidates):
+    import cello1.annotation  # noqa: F401 - importing the subpackage must not shadow cello1.annotate
 
+    assert callable(cello1.annotate) and cello1.annotate is cello1.annotation.annotate
     result = cello1.annotate(pbmc, groupby=GROUPBY, candidates=candidates[:3], solver="random")
     assert result.obs["cello1_cell_type"].notna().all()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cello1.annotate import UNASSIGNED, annotate, annotate_clusters, repair_labels
+from cello1.annotation import UNASSIGNED, annotate, annotate_clusters, repair_labels
 from cello1.data import pbmc68k_reduced
 from cello1.io import InputError
 from cello1.solvers.base import Completion, Solver

@@ -28,7 +28,7 @@ _LAZY = {
     "solve": "cello1.solvers.run",
     "batch_reward": "cello1.scoring",
     "evaluate": "cello1.scoring",
-    "annotate": "cello1.annotate",
+    "annotate": "cello1.annotation",
 }
 
 

@@ -63,8 +63,8 @@ def annotate(
     csv_path = csv or out.with_name(out.stem + "_clusters.csv")
     adata = _read_h5ad(data)
 
-    from cello1.annotate import annotate as run_annotate
-    from cello1.annotate.writeback import plot_labels, save_h5ad, unassigned_clusters, write_csv
+    from cello1.annotation import annotate as run_annotate
+    from cello1.annotation.writeback import plot_labels, save_h5ad, unassigned_clusters, write_csv
 
     options = {
         k: v
@@ -94,7 +94,7 @@ def annotate(
         progress=True,
         **options,
     )
-    from cello1.annotate.writeback import cluster_table_from_uns
+    from cello1.annotation.writeback import cluster_table_from_uns
 
     table = cluster_table_from_uns(annotated)
     if plot is not None:
@@ -105,7 +105,7 @@ def annotate(
 
 
 def _output_path(data: Path, out: Path | None, inplace: bool) -> Path:
-    from cello1.annotate.writeback import same_file
+    from cello1.annotation.writeback import same_file
     from cello1.io import InputError
 
     if out is None:

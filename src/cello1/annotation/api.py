@@ -9,10 +9,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cello1.annotate.clusters import GENE_MODES, expression_source
-from cello1.annotate.core import PuzzleAnswer, is_matrix_solver, solve_cluster_puzzle, solve_text_batch
-from cello1.annotate.puzzles import ClusterPuzzle, build_cluster_puzzles, resolve_candidates
-from cello1.annotate.writeback import write_labels
+from cello1.annotation.clusters import GENE_MODES, expression_source
+from cello1.annotation.core import PuzzleAnswer, is_matrix_solver, solve_cluster_puzzle, solve_text_batch
+from cello1.annotation.puzzles import ClusterPuzzle, build_cluster_puzzles, resolve_candidates
+from cello1.annotation.writeback import write_labels
 from cello1.io import InputError
 from cello1.solvers.base import Solver
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cello1.annotate.core import PuzzleAnswer
-from cello1.annotate.puzzles import POOLED, UNASSIGNED
+from cello1.annotation.core import PuzzleAnswer
+from cello1.annotation.puzzles import POOLED, UNASSIGNED
 from cello1.io import InputError, atomic_path
 
 UNS_KEY = "cello1"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cello1.annotate.clusters import Expression, describe_clusters
+from cello1.annotation.clusters import Expression, describe_clusters
 from cello1.io import InputError
 from cello1.puzzle import Puzzle
 

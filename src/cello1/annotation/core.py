@@ -6,7 +6,7 @@ clusters than types the leftovers are ``unassigned``, with fewer some types stay
 unused) or, with ``allow_repeats``, the best type per cluster.
 
 LLM solvers get the puzzle text with ``unassigned`` offered as an extra candidate when
-needed and a one-sentence note on the rules (see :func:`~cello1.annotate.puzzles.llm_view`);
+needed and a one-sentence note on the rules (see :func:`~cello1.annotation.puzzles.llm_view`);
 an invalid answer is repaired by an optimal assignment over string similarity.
 
 Confidence (0–1, per cluster):
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cello1.annotate.puzzles import UNASSIGNED, ClusterPuzzle, llm_view
+from cello1.annotation.puzzles import UNASSIGNED, ClusterPuzzle, llm_view
 from cello1.io import InputError
 from cello1.solvers.assignment import argmax_assignment, optimal_assignment
 from cello1.solvers.base import Solver
