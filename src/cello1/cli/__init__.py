@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import typer
 
-from cello1.cli import annotate_cmd, build_cmd, demo_cmd, distill_cmd, eval_cmd, export_cmd, solve_cmd, train_cmd
+from cello1.cli import (
+    annotate_cmd,
+    build_cmd,
+    demo_cmd,
+    distill_cmd,
+    eval_cmd,
+    export_cmd,
+    solve_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="cello1",

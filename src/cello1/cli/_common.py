@@ -19,6 +19,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS: tuple[type[BaseException], ...] = (InputError, RecordFormatError, FileNotFoundError, ValueError)
 
 
+def given_options(**options: Any) -> dict[str, Any]:
+    """The solver options the user actually set (``None`` = not given); paths as strings.
+
+    Solver constructors reject options they do not support, so only these may reach them.
+    """
+    return {name: str(v) if isinstance(v, os.PathLike) else v for name, v in options.items() if v is not None}
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)

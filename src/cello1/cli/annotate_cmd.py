@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, given_options
 
 
 @cli_errors
@@ -64,19 +64,14 @@ def annotate(
     adata = _read_h5ad(data)
 
     from cello1.annotation import annotate as run_annotate
-    from cello1.annotation.writeback import plot_labels, save_h5ad, unassigned_clusters, write_csv
+    from cello1.annotation.writeback import (
+        plot_labels,
+        save_h5ad,
+        unassigned_clusters,
+        write_csv,
+    )
 
-    options = {
-        k: v
-        for k, v in {
-            "model": model,
-            "train": str(train) if train else None,
-            "seed": seed,
-            "max_new_tokens": max_new_tokens,
-            "base_url": base_url,
-        }.items()
-        if v is not None
-    }
+    options = given_options(model=model, train=train, seed=seed, max_new_tokens=max_new_tokens, base_url=base_url)
     annotated = run_annotate(
         adata,
         groupby,

@@ -22,7 +22,13 @@ def demo(
     reference, and print accuracy side by side plus the label → Cell Ontology mapping."""
     from rich.console import Console
 
-    from cello1.demo import MAPPING_HEADER, RESULT_HEADER, mapping_rows, results_rows, run_demo
+    from cello1.demo import (
+        MAPPING_HEADER,
+        RESULT_HEADER,
+        mapping_rows,
+        results_rows,
+        run_demo,
+    )
 
     overrides = {k: v for k, v in {"n_min": n_min, "n_max": n_max}.items() if v is not None}
     summary = run_demo(out, seed=seed, progress=not quiet, **overrides)

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, given_options
 
 
 @cli_errors
@@ -31,17 +30,16 @@ def distill(
     """Distil correct teacher traces with rejection sampling (resumable); report acceptance by N."""
     from cello1.training.distill import distill as run_distill
 
-    options: dict[str, Any] = {
-        "model": model,
-        "prompt_mode": prompt_mode,
-        "temperature": temperature,
-        "max_new_tokens": max_new_tokens,
-        "base_url": base_url,
-        "concurrency": concurrency,
-        "train": None if train is None else str(train),
-        "seed": seed,
-    }
-    options = {name: value for name, value in options.items() if value is not None}
+    options = given_options(
+        model=model,
+        prompt_mode=prompt_mode,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        base_url=base_url,
+        concurrency=concurrency,
+        train=train,
+        seed=seed,
+    )
     report = run_distill(puzzles, solver, out, k=k, progress=progress, limit=limit, **options)
     typer.echo(f"{'N':>4} {'puzzles':>8} {'traces':>7} {'accepted':>9} {'rate':>7} {'solved':>7}")
     for row in report.table():

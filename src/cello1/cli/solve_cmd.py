@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, given_options
 
 _LLM = "LLM solvers"
 _API = "openai solver"
@@ -56,30 +56,29 @@ def solve(
     from cello1.solvers.run import solve as run_solve
 
     # only what the user set reaches the solver (constructors reject what they don't support)
-    options: dict[str, Any] = {
-        "model": model,
-        "prompt_mode": prompt_mode,
-        "n": n,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "top_p": top_p,
-        "batch_size": batch_size,
-        "constrained": True if constrained else None,
-        "chat_template": chat_template,
-        "device": device,
-        "dtype": dtype,
-        "threads": threads,
-        "base_url": base_url,
-        "api_key_env": api_key_env,
-        "concurrency": concurrency,
-        "reasoning_effort": reasoning_effort,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "seed": seed,
-        "train": None if train is None else str(train),
-        "assignment": assignment,
-    }
-    options = {k: v for k, v in options.items() if v is not None}
+    options = given_options(
+        model=model,
+        prompt_mode=prompt_mode,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        batch_size=batch_size,
+        constrained=True if constrained else None,
+        chat_template=chat_template,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        reasoning_effort=reasoning_effort,
+        timeout=timeout,
+        max_retries=max_retries,
+        seed=seed,
+        train=train,
+        assignment=assignment,
+    )
     records = run_solve(puzzles, solver, out, shard=shard, repair=repair, progress=progress, limit=limit, **options)
     typer.echo(_summary(records, out), err=True)
 
