@@ -247,3 +247,18 @@ def _is_jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def stage_callbacks(config: Any, tokenizer, eval_puzzles: Sequence[Puzzle] | None, output_dir: Path, extra=None):
+    """The callbacks every stage runs: the JSONL log, the caller's ``extra`` ones and, when
+    held-out puzzles are given, the periodic evaluation. Returns ``(callbacks, heldout)``
+    where ``heldout`` is that evaluation callback (its ``history`` has the results) or None."""
+    callbacks = [make_jsonl_log_callback(output_dir), *(extra or [])]
+    heldout = None
+    if eval_puzzles:
+        heldout = make_heldout_callback(
+            tokenizer, eval_puzzles, output_dir, config.prompt_mode, config.eval_steps,
+            config.eval_max_new_tokens, config.eval_batch_size,
+        )  # fmt: skip
+        callbacks.append(heldout)
+    return callbacks, heldout

@@ -86,11 +86,7 @@ def _policy_model_path(config: GRPOStageConfig) -> str:
 
 def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainResult:
     """Run GRPO; the final policy is saved as a standalone model in ``{output_dir}/final``."""
-    from cello1.training.callbacks import (
-        make_heldout_callback,
-        make_jsonl_log_callback,
-        metric_reward_functions,
-    )
+    from cello1.training.callbacks import metric_reward_functions, stage_callbacks
 
     config.check()  # cheap setting errors first, before heavy imports and model loading
     from trl import GRPOTrainer
@@ -109,14 +105,7 @@ def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainR
     resume = resolve_resume(config.resume_from_checkpoint, out)
 
     model = load_model(_policy_model_path(config), "bfloat16" if args.bf16 else None)
-    all_callbacks = [make_jsonl_log_callback(out), *(callbacks or [])]
-    heldout = None
-    if eval_puzzles:
-        heldout = make_heldout_callback(
-            tokenizer, eval_puzzles, out, config.prompt_mode, config.eval_steps,
-            config.eval_max_new_tokens, config.eval_batch_size,
-        )
-        all_callbacks.append(heldout)
+    all_callbacks, heldout = stage_callbacks(config, tokenizer, eval_puzzles, out, callbacks)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward, *metric_reward_functions()],

@@ -101,7 +101,7 @@ def _drop_overlong(tokenizer, dataset, max_length: int):
 def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: list | None = None) -> TrainResult:
     """Run SFT; returns where the outputs are. ``model``/``tokenizer`` may be passed in
     (e.g. an already-loaded model in a notebook); otherwise ``config.model`` is loaded."""
-    from cello1.training.callbacks import make_heldout_callback, make_jsonl_log_callback
+    from cello1.training.callbacks import stage_callbacks
 
     config.check()  # cheap setting errors first, before heavy imports and model loading
     from trl import SFTTrainer
@@ -122,14 +122,7 @@ def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: lis
     resume = resolve_resume(config.resume_from_checkpoint, out)
 
     model = model if model is not None else load_model(config.model, "bfloat16" if args.bf16 else None)
-    all_callbacks = [make_jsonl_log_callback(out), *(callbacks or [])]
-    heldout = None
-    if eval_puzzles:
-        heldout = make_heldout_callback(
-            tokenizer, eval_puzzles, out, config.prompt_mode, config.eval_steps,
-            config.eval_max_new_tokens, config.eval_batch_size,
-        )
-        all_callbacks.append(heldout)
+    all_callbacks, heldout = stage_callbacks(config, tokenizer, eval_puzzles, out, callbacks)
     trainer = SFTTrainer(
         model=model,
         args=args,
