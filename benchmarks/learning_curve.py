@@ -190,12 +190,12 @@ def format_progress(records: list[dict]) -> dict[str, float]:
     """Partial-format signals the strict metrics hide: completions that open with
     ``<think>``, that contain an ``<answer>`` line, and the cell accuracy of the
     tolerant answer extraction (spec §5) ignoring the strict format check."""
-    from cello1.puzzle import split_answer
+    from cello1.grammar import split_labels
     from cello1.scoring import extract_answer
 
     def tolerant_hits(rec: dict) -> tuple[int, int]:
-        gold = split_answer(rec["answer"])
-        pred = split_answer(extract_answer(rec["prediction"]))
+        gold = split_labels(rec["answer"])
+        pred = split_labels(extract_answer(rec["prediction"]))
         return sum(p.lower() == g.lower() for p, g in zip(pred, gold, strict=False)), len(gold)
 
     hits = [tolerant_hits(r) for r in records]

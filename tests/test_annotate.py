@@ -12,9 +12,8 @@ import cello1
 from cello1.annotation import UNASSIGNED, annotate, annotate_clusters, parse_candidates
 from cello1.annotation.core import margin_confidence
 from cello1.annotation.puzzles import ClusterPuzzle, llm_view
-from cello1.annotation.writeback import cluster_table_from_uns
 from cello1.data import EMBEDDED_LABEL_KEY, pbmc68k_reduced
-from cello1.io import InputError
+from cello1.errors import InputError
 
 GROUPBY = "louvain"
 
@@ -37,12 +36,12 @@ def majority(pbmc) -> pd.Series:
 
 
 @pytest.fixture(scope="session")
-def annotated(pbmc, candidates) -> ad.AnnData:
+def annotated(pbmc, candidates):
     return annotate(pbmc, groupby=GROUPBY, candidates=candidates)  # markers, pooled, one type per cluster
 
 
-def cluster_agreement(adata: ad.AnnData, majority: pd.Series) -> float:
-    table = cluster_table_from_uns(adata)
+def cluster_agreement(result, majority: pd.Series) -> float:
+    table = result.table
     return float((table["label"].to_numpy() == majority.loc[table["cluster"]].to_numpy()).mean())
 
 
@@ -57,7 +56,7 @@ def random_agreements(n_clusters: int, candidates: list[str], majority: np.ndarr
 
 
 def test_labels_agree_with_majority_far_above_chance(annotated, candidates, majority):
-    table = cluster_table_from_uns(annotated)
+    table = annotated.table
     observed = cluster_agreement(annotated, majority)
     chance = random_agreements(len(table), candidates, majority.loc[table["cluster"]].to_numpy())
     # 11 clusters, 10 types: a random one-to-one assignment matches 1/11 of clusters on average
@@ -65,13 +64,13 @@ def test_labels_agree_with_majority_far_above_chance(annotated, candidates, majo
     assert observed >= 3 * chance.mean()
     assert (chance >= observed).mean() < 0.01  # permutation p-value
     # per cell too: share of cells whose new label is their own bulk label
-    cell_agree = (annotated.obs["cello1_cell_type"].astype(str) == annotated.obs[EMBEDDED_LABEL_KEY].astype(str)).mean()
+    cell_agree = (annotated.adata.obs["cello1_cell_type"].astype(str) == annotated.adata.obs[EMBEDDED_LABEL_KEY].astype(str)).mean()
     assert cell_agree >= 3 / 11
 
 
 def test_allow_repeats_is_argmax_and_beats_chance(pbmc, candidates, majority):
     result = annotate(pbmc, groupby=GROUPBY, candidates=candidates, allow_repeats=True)
-    uns = result.uns["cello1"]
+    uns = result.adata.uns["cello1"]
     best = np.asarray(uns["candidates"])[np.argmax(uns["scores"], axis=1)]
     assert list(uns["clusters"]["label"]) == list(best)
     assert UNASSIGNED not in set(uns["clusters"]["label"])
@@ -80,22 +79,22 @@ def test_allow_repeats_is_argmax_and_beats_chance(pbmc, candidates, majority):
 
 
 def test_one_type_per_cluster_and_unassigned_listed(annotated, candidates):
-    table = cluster_table_from_uns(annotated)
+    table = annotated.table
     used = table.loc[table["label"] != UNASSIGNED, "label"]
     assert used.is_unique and set(used) == set(candidates)  # 11 clusters > 10 types: all used
-    assert list(annotated.uns["cello1"]["unassigned"]) == list(table.loc[table["label"] == UNASSIGNED, "cluster"])
-    assert len(annotated.uns["cello1"]["unassigned"]) == 1
+    assert list(annotated.adata.uns["cello1"]["unassigned"]) == list(table.loc[table["label"] == UNASSIGNED, "cluster"])
+    assert len(annotated.adata.uns["cello1"]["unassigned"]) == 1
 
 
 def test_more_clusters_than_candidates(pbmc):
     few = ["CD14+ Monocyte", "CD19+ B", "CD34+", "CD56+ NK", "Dendritic"]
     result = annotate(pbmc, groupby=GROUPBY, candidates=few)
-    table = cluster_table_from_uns(result)
+    table = result.table
     assigned = table[table["label"] != UNASSIGNED]
     assert sorted(assigned["label"]) == sorted(few)  # each type exactly once
     assert (table["label"] == UNASSIGNED).sum() == 11 - len(few)
     assert np.isnan(table.loc[table["label"] == UNASSIGNED, "confidence"].astype(float)).all()
-    labels = result.obs["cello1_cell_type"]
+    labels = result.adata.obs["cello1_cell_type"]
     assert isinstance(labels.dtype, pd.CategoricalDtype) and UNASSIGNED in labels.cat.categories
     # the unambiguous clusters get their type: B cells (4) and CD34+ progenitors (10)
     by_cluster = dict(zip(table["cluster"], table["label"], strict=True))
@@ -105,12 +104,12 @@ def test_more_clusters_than_candidates(pbmc):
 def test_fewer_clusters_than_candidates(pbmc, candidates, majority):
     subset = pbmc[pbmc.obs[GROUPBY].isin(["1", "2", "4", "10"])].copy()
     result = annotate(subset, groupby=GROUPBY, candidates=candidates)
-    table = cluster_table_from_uns(result)
+    table = result.table
     assert len(table) == 4 and UNASSIGNED not in set(table["label"])
     assert table["label"].is_unique
     agree = (table["label"].to_numpy() == majority.loc[table["cluster"]].to_numpy()).sum()
     assert agree >= 3  # chance: 4 × 1/10 = 0.4 clusters
-    assert set(result.obs["cello1_cell_type"].cat.categories) == set(table["label"])
+    assert set(result.adata.obs["cello1_cell_type"].cat.categories) == set(table["label"])
 
 
 # ---- outputs ----------------------------------------------------------------------------
@@ -119,7 +118,7 @@ def test_fewer_clusters_than_candidates(pbmc, candidates, majority):
 def test_returns_copy_and_leaves_input_alone(pbmc, candidates, annotated):
     before_obs = list(pbmc.obs.columns)
     before_uns = set(pbmc.uns.keys())
-    assert annotated is not pbmc
+    assert annotated.adata is not pbmc
     assert "cello1_cell_type" not in pbmc.obs and "cello1" not in pbmc.uns
     assert list(pbmc.obs.columns) == before_obs and set(pbmc.uns.keys()) == before_uns
     assert "rank_genes_groups" not in pbmc.uns  # the marker ranking ran on a private object
@@ -128,28 +127,28 @@ def test_returns_copy_and_leaves_input_alone(pbmc, candidates, annotated):
 def test_inplace_writes_into_the_object(pbmc, candidates):
     mine = pbmc.copy()
     returned = annotate(mine, groupby=GROUPBY, candidates=candidates, inplace=True, key_added="my_types")
-    assert returned is mine
+    assert returned.adata is mine
     assert "my_types" in mine.obs and "my_types_confidence" in mine.obs
     assert mine.uns["cello1"]["settings"]["key_added"] == "my_types"
 
 
 def test_uns_round_trips_through_h5ad(annotated, tmp_path):
     path = tmp_path / "annotated.h5ad"
-    annotated.write_h5ad(path)
+    annotated.adata.write_h5ad(path)
     back = ad.read_h5ad(path)
-    a, b = annotated.uns["cello1"], back.uns["cello1"]
+    a, b = annotated.adata.uns["cello1"], back.uns["cello1"]
     for key in ("label", "cluster", "reasoning", "top_genes"):
         assert list(a["clusters"][key]) == list(b["clusters"][key])
     np.testing.assert_allclose(a["clusters"]["confidence"], b["clusters"]["confidence"], equal_nan=True)
     np.testing.assert_allclose(a["scores"], b["scores"], equal_nan=True)
     assert b["settings"]["solver"]["solver"] == "markers"
     assert b["settings"]["groupby"] == GROUPBY and bool(b["settings"]["allow_repeats"]) is False
-    assert list(back.obs["cello1_cell_type"]) == list(annotated.obs["cello1_cell_type"])
+    assert list(back.obs["cello1_cell_type"]) == list(annotated.adata.obs["cello1_cell_type"])
     assert any("Evidence:" in r for r in b["clusters"]["reasoning"])
 
 
 def test_scores_and_confidence_are_consistent(annotated):
-    uns = annotated.uns["cello1"]
+    uns = annotated.adata.uns["cello1"]
     scores, labels = np.asarray(uns["scores"]), list(uns["clusters"]["label"])
     assert scores.shape == (len(labels), len(uns["candidates"]))
     conf = np.asarray(uns["clusters"]["confidence"], dtype=float)
@@ -172,8 +171,8 @@ def test_split_by_builds_one_puzzle_per_sample(pbmc, candidates):
         used = [c.label for c in answer.calls if c.label != UNASSIGNED]
         assert len(used) == len(set(used))
     result = annotate(data, groupby=GROUPBY, candidates=candidates, split_by="donor")
-    assert set(result.uns["cello1"]["clusters"]["split"]) == {"d1", "d2"}
-    assert result.obs["cello1_cell_type"].notna().all()
+    assert set(result.adata.uns["cello1"]["clusters"]["split"]) == {"d1", "d2"}
+    assert result.adata.obs["cello1_cell_type"].notna().all()
 
 
 def test_mean_genes_are_the_cluster_means(pbmc, candidates):
@@ -190,7 +189,7 @@ def test_flat_api_annotate_is_the_function(pbmc, candidates):
 
     assert callable(cello1.annotate) and cello1.annotate is cello1.annotation.annotate
     result = cello1.annotate(pbmc, groupby=GROUPBY, candidates=candidates[:3], solver="random")
-    assert result.obs["cello1_cell_type"].notna().all()
+    assert result.adata.obs["cello1_cell_type"].notna().all()
 
 
 # ---- bad input --------------------------------------------------------------------------
@@ -219,7 +218,7 @@ def test_layer_and_raw_choice(pbmc, candidates):
 
 
 def test_unknown_options_are_clear(pbmc, candidates):
-    with pytest.raises(InputError, match="--genes"):
+    with pytest.raises(InputError, match="genes"):
         annotate(pbmc, groupby=GROUPBY, candidates=candidates, genes="top")
     with pytest.raises(InputError, match="layer 'counts' not found"):
         annotate(pbmc, groupby=GROUPBY, candidates=candidates, layer="counts")

@@ -12,7 +12,7 @@ import pytest
 
 from cello1.annotation import UNASSIGNED, annotate, annotate_clusters, repair_labels
 from cello1.data import pbmc68k_reduced
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.solvers.base import Completion, Solver
 
 TYPES = ["CD19+ B", "CD34+", "Dendritic"]
@@ -45,7 +45,7 @@ def test_prompt_offers_unassigned_and_valid_answer_is_kept(four_clusters):
     assert shown.candidates == [*TYPES, UNASSIGNED]
     assert "4 cells but only 3 cell types" in shown.user_msg and "'unassigned'" in shown.user_msg
     assert shown.user_msg.count("\nCell ") == 4
-    uns = result.uns["cello1"]
+    uns = result.adata.uns["cello1"]
     assert list(uns["clusters"]["label"]) == ["Dendritic", "CD19+ B", UNASSIGNED, "CD34+"]
     conf = np.asarray(uns["clusters"]["confidence"], dtype=float)
     assert conf[[0, 1, 3]].tolist() == [1.0, 1.0, 1.0] and math.isnan(conf[2])
@@ -81,7 +81,7 @@ def test_samples_are_sent_in_batches(four_clusters):
     llm.solve_batch = lambda puzzles: calls.append(len(puzzles)) or original(puzzles)
     result = annotate(data, groupby="louvain", candidates=TYPES, solver=llm, split_by="donor", genes="mean", top_k=5)
     assert calls == [2]  # both samples in one backend call
-    assert list(result.uns["cello1"]["clusters"]["split"]) == ["d1"] * 4 + ["d2"] * 4
+    assert list(result.adata.uns["cello1"]["clusters"]["split"]) == ["d1"] * 4 + ["d2"] * 4
 
 
 def test_backend_error_is_a_clear_input_error(four_clusters):
@@ -89,7 +89,7 @@ def test_backend_error_is_a_clear_input_error(four_clusters):
         def solve_batch(self, puzzles):
             return [[Completion(text="", error="connection refused")] for _ in puzzles]
 
-    with pytest.raises(InputError, match="connection refused; check --model"):
+    with pytest.raises(InputError, match="connection refused; check model"):
         annotate(four_clusters, groupby="louvain", candidates=TYPES, solver=Failing(""), genes="mean", top_k=5)
 
 
@@ -132,7 +132,7 @@ def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
     result = annotate(
         four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(tmp_path), max_new_tokens=16, top_k=5
     )
-    uns = result.uns["cello1"]
+    uns = result.adata.uns["cello1"]
     labels = list(uns["clusters"]["label"])
     assert len(labels) == 4 and sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES)
     assert labels.count(UNASSIGNED) == 1 and bool(uns["puzzles"]["repaired"][0])

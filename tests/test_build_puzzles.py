@@ -262,12 +262,12 @@ def test_output_loads_with_datasets(atlas_result, tmp_path):
 
 
 def test_write_build_refuses_non_empty_folder_unless_overwrite(atlas_result, tmp_path):
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     out = tmp_path / "puzzles"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(InputError, match="--overwrite"):
+    with pytest.raises(InputError, match="overwrite"):
         write_build(atlas_result, out)
     write_build(atlas_result, out, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "train.jsonl").exists()

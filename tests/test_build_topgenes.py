@@ -82,7 +82,7 @@ def test_rows_subset_reads_only_those_cells():
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_non_finite_values_are_reported(engine, bad, dtype):
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     X = sp.csr_matrix(np.array([[1.0, 2.0], [3.0, 1.0], [bad, 1.0]], dtype=dtype))
     with pytest.raises(InputError, match="non-finite.*row 2"):
@@ -106,7 +106,7 @@ def test_unknown_engine():
 
 
 def test_gene_name_count_must_match():
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     with pytest.raises(InputError, match="gene names"):
         top_genes(sp.csr_matrix((2, 3), dtype=np.float32), ["A", "B"], k=2)

@@ -9,7 +9,8 @@ from train_helpers import make_puzzles
 from typer.testing import CliRunner
 
 from cello1.cli import app
-from cello1.io import InputError, read_puzzles, write_puzzles
+from cello1.errors import InputError
+from cello1.io import read_puzzles, write_puzzles
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.training.distill import accept_trace, distill, traces_path_for

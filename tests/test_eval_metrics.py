@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.scoring import bootstrap_ci, compare, evaluate, paired_bootstrap
-from cello1.scoring.lenient import lenient_assignment, lenient_labels, normalise_label
+from cello1.grammar import loose_labels
+from cello1.scoring.lenient import lenient_assignment
+from cello1.vocabulary import normalise_label
 
 GOLD3 = "B cell | T cell | NK cell"
 
@@ -185,7 +187,7 @@ def test_lenient_separate_from_strict():
 def test_lenient_helpers():
     assert normalise_label("CD14-positive Monocytes") == normalise_label("classical monocyte")
     assert normalise_label("NK cells") == normalise_label("Natural Killer cell")
-    assert lenient_labels("<answer>1. A\n2) B | C</answer>") == ["A", "B", "C"]
+    assert loose_labels("<answer>1. A\n2) B | C</answer>") == ["A", "B", "C"]
     # two blanks are not forced: only the supported position counts
     assert lenient_assignment(["B cell"], ["B cell", "T cell", "NK cell"])[1] == 1
     # ties never break towards the gold order
@@ -202,7 +204,7 @@ def test_mean_reward_equals_batch_reward():
 
 def test_official_records_with_model_outputs(official_records):
     # official test records carry the gold in assistant_msg; add a perfect and a shuffled output
-    from cello1.puzzle import render_completion
+    from cello1.grammar import render_completion
 
     recs = []
     for r in official_records:

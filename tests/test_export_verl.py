@@ -10,7 +10,8 @@ from train_helpers import make_puzzles
 from typer.testing import CliRunner
 
 from cello1.cli import app
-from cello1.io import InputError, write_puzzles
+from cello1.errors import InputError
+from cello1.io import write_puzzles
 from cello1.puzzle import SYSTEM_MSG
 from cello1.training.verl import export_verl
 

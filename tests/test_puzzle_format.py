@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cello1.puzzle import (
-    SYSTEM_MSG,
-    Puzzle,
-    RecordFormatError,
-    parse_record,
-    render_completion,
-    split_answer,
-)
+from cello1.errors import RecordFormatError
+from cello1.grammar import render_completion
+from cello1.grammar import split_labels as split_answer
+from cello1.puzzle import SYSTEM_MSG, Puzzle, parse_record
 
 
 def test_render_parse_roundtrip_official(official_records):

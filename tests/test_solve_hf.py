@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cello1.cli import app
-from cello1.io import InputError, write_puzzles
+from cello1.errors import InputError
+from cello1.io import write_puzzles
 from cello1.puzzle import Puzzle, parse_record
 from cello1.solvers.run import solve
 
@@ -141,7 +142,7 @@ def test_constrained_tiny_model_is_always_valid_even_at_the_minimal_budget(tiny_
                 assert strictly_valid_permutation(completion.text, puzzle), completion.text
                 assert completion.completion_tokens <= budget
         tiny_solver.max_new_tokens = minimal - 1
-        with pytest.raises(InputError, match="too small for --constrained"):
+        with pytest.raises(InputError, match="too small for constrained"):
             tiny_solver.solve_batch(small_puzzles)
     finally:
         tiny_solver.constrained, tiny_solver.max_new_tokens, tiny_solver.batch_size = False, 12, 2
@@ -304,7 +305,7 @@ def test_constrained_rectangular_puzzle_with_prefix_sharing_names(tiny_solver):
 
 
 def test_repair_uses_the_models_likelihood(tiny_solver, small_puzzles):
-    from cello1.puzzle import ANSWER_SEP
+    from cello1.grammar import ANSWER_SEP
     from cello1.solvers.base import Completion
 
     puzzle = small_puzzles[1]

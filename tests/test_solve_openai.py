@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cello1.cli import app
-from cello1.io import InputError, write_puzzles
+from cello1.errors import InputError
+from cello1.io import write_puzzles
 from cello1.puzzle import parse_record, parse_user_msg
 from cello1.solvers.openai_api import OpenAISolver
 from cello1.solvers.run import solve
@@ -135,7 +136,7 @@ def test_missing_key_for_openai_and_unknown_option(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(InputError, match="OPENAI_API_KEY"):
         OpenAISolver(model="gpt-4o-mini")
-    with pytest.raises(ValueError, match="--train"):
+    with pytest.raises(ValueError, match="train"):
         OpenAISolver(model="m", base_url="http://127.0.0.1:9/v1", train="x")
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle, parse_record
 from cello1.solvers.base import Completion, Solver
 from cello1.solvers.repair import is_permutation, repair_completion
@@ -149,7 +149,7 @@ def test_resume_refuses_another_solver_and_adds_missing_repairs(tmp_path):
     solve(make_puzzles(2), EchoSolver(), out, progress=False)
     other = EchoSolver()
     other.model = "echo-2"
-    with pytest.raises(InputError, match="another -o file"):
+    with pytest.raises(InputError, match="another out file"):
         solve(make_puzzles(2), other, out, progress=False)
     recs = solve(make_puzzles(2), EchoSolver(), out, repair=True, progress=False)
     assert all(r["repair_method"] == "none" for r in recs)

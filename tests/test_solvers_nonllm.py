@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from cello1.io import InputError, write_puzzles
+from cello1.errors import InputError
+from cello1.io import write_puzzles
 from cello1.puzzle import Puzzle
 from cello1.scoring import evaluate, is_valid_format, parse_prediction
 from cello1.solvers import get_solver
@@ -149,7 +150,7 @@ def test_reference_from_file_and_errors(builds, tmp_path):
     write_puzzles(path, builds[0].train)
     solver = get_solver("reference", train=str(path))
     assert solver.settings()["n_types"] == 10
-    with pytest.raises(InputError, match="--train"):
+    with pytest.raises(InputError, match="train"):
         ReferenceSolver()
     with pytest.raises(InputError, match="no such file"):
         ReferenceSolver(train=tmp_path / "missing.jsonl")

@@ -9,7 +9,7 @@ import json
 import pytest
 from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.training.callbacks import metric_reward_functions
 from cello1.training.config import GRPOStageConfig
 

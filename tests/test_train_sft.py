@@ -7,7 +7,8 @@ import json
 import pytest
 from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
-from cello1.io import InputError, write_puzzles
+from cello1.errors import InputError
+from cello1.io import write_puzzles
 from cello1.training.config import SFTStageConfig
 from cello1.training.data import sft_records
 

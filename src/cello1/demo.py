@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cello1.errors import InputError
+from cello1.scoring.evaluation import EvalResult
 from cello1.io import atomic_path, write_puzzles
 
 # (row name, solver, assignment) in table order
@@ -31,7 +33,6 @@ RUNS: tuple[tuple[str, str, str], ...] = (
     ("markers_none", "markers", "none"),
     ("reference_none", "reference", "none"),
 )
-METRICS = ("cell_accuracy", "batch_accuracy", "format_rate", "uniqueness")
 
 
 @dataclass
@@ -39,7 +40,7 @@ class DemoRun:
     name: str
     solver: str
     assignment: str
-    metrics: dict[str, Any]
+    metrics: EvalResult
     path: Path
 
 
@@ -69,7 +70,7 @@ def run_demo(
         warnings.filterwarnings("ignore", message=".*no 'donor_id' column")
         built = build_puzzles(adata, label_key=EMBEDDED_LABEL_KEY, seed=seed, **build_overrides)
     if not built.test or not built.train:
-        raise ValueError(
+        raise InputError(
             f"the build gave {len(built.train)} train and {len(built.test)} test puzzles; "
             "relax the build options (e.g. a smaller n_min)"
         )
@@ -100,7 +101,7 @@ def run_demo(
             "n_range": [min(p.n for p in built.test), max(p.n for p in built.test)],
             "leakage": _jsonable(built.leakage),
         },
-        "results": {r.name: {"solver": r.solver, "assignment": r.assignment, **_jsonable(r.metrics)} for r in runs},
+        "results": {r.name: {"solver": r.solver, "assignment": r.assignment, **_jsonable(r.metrics.to_dict())} for r in runs},
         "label_mapping": mapping,
     }
     with atomic_path(out / "summary.json") as tmp:

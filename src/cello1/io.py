@@ -14,11 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cello1.puzzle import Puzzle, RecordFormatError, parse_record
-
-
-class InputError(ValueError):
-    """Bad user input; the message names the problem and the fix (shown without traceback)."""
+from cello1.errors import InputError, RecordFormatError
+from cello1.puzzle import Puzzle, parse_record
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""The one `Puzzle` type and the official CellPuzzles record format.
+"""The one `Puzzle` type and the CellPuzzles record format.
 
-Everything that renders or parses the official strings lives here, so the exact
-byte layout (see ``shared/spec/cellpuzzles.md`` §2) is defined once:
+Everything that renders or parses a record's strings lives here, so the exact byte
+layout (``docs/format.md``) is defined once; the answer inside it follows
+:mod:`cello1.grammar`:
 
 * ``system_msg`` — the fixed instruction text :data:`SYSTEM_MSG`;
 * ``user_msg``  — ``"Context: {context} \\n\\nCell 1: G1, G2, …\\n…\\n\\nMatch the cells
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from cello1.errors import InputError, RecordFormatError
+from cello1.grammar import render_answer, render_completion, split_completion
 
 SYSTEM_MSG = (
     "You are an expert assistant specialized in cell type annotation. You will be given a "
@@ -32,7 +36,6 @@ SYSTEM_MSG = (
     "the assigned cell types in order, separated by ' | '."
 )
 
-ANSWER_SEP = " | "
 MATCH_LINE = "Match the cells above to one of the following cell types:"
 PromptMode = Literal["system", "user"]
 
@@ -46,11 +49,6 @@ _USER_RE = re.compile(
     re.DOTALL,
 )
 _CELL_RE = re.compile(r"\ACell (?P<i>\d+): (?P<genes>.*)\Z")
-_COMPLETION_RE = re.compile(r"\A<think>(?P<think>.*?)</think>\n<answer>(?P<answer>.*?)</answer>\Z", re.DOTALL)
-
-
-class RecordFormatError(ValueError):
-    """A record does not follow the official CellPuzzles layout."""
 
 
 @dataclass
@@ -79,19 +77,23 @@ class Puzzle:
 
     @property
     def n(self) -> int:
+        """Number of cells."""
         return len(self.cells)
 
     # ---- rendering -------------------------------------------------------------------
     @property
     def user_msg(self) -> str:
+        """The record's ``user_msg``."""
         return render_user_msg(self.context, self.cells, self.candidates)
 
     @property
     def answer_str(self) -> str | None:
-        return None if self.answer is None else ANSWER_SEP.join(self.answer)
+        """The gold answer as ``"A | B | C"`` (``None`` when unknown)."""
+        return None if self.answer is None else render_answer(self.answer)
 
     @property
     def assistant_msg(self) -> str | None:
+        """The record's ``assistant_msg``: the gold answer, or the full completion for a reasoning record."""
         if self.answer is None:
             return None
         if self.reasoning is not None:
@@ -109,7 +111,7 @@ class Puzzle:
             return [{"role": "system", "content": SYSTEM_MSG}, {"role": "user", "content": self.user_msg}]
         if prompt_mode == "user":
             return [{"role": "user", "content": self.user_msg + "\n" + SYSTEM_MSG}]
-        raise ValueError(f"prompt_mode must be 'system' or 'user', not {prompt_mode!r}")
+        raise InputError(f"{{prompt_mode}} must be 'system' or 'user', not {prompt_mode!r}", params=["prompt_mode"])
 
     def to_record(self, provenance: bool = True) -> dict[str, Any]:
         """The official record (``system_msg``, ``user_msg``, ``assistant_msg``) plus ``id``
@@ -128,35 +130,14 @@ class Puzzle:
             rec.update(self.extra)
         return rec
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any], id: str | None = None) -> Puzzle:
-        return parse_record(record, id=id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # ---- rendering helpers -------------------------------------------------------------------
 
 
 def render_user_msg(context: str, cells: list[list[str]], candidates: list[str]) -> str:
+    """The ``user_msg`` of a puzzle (the byte layout of ``docs/format.md``)."""
     cell_lines = "\n".join(f"Cell {i}: {', '.join(genes)}" for i, genes in enumerate(cells, start=1))
     return f"Context: {context} \n\n{cell_lines}\n\n{MATCH_LINE}\n" + "\n".join(candidates)
-
-
-def render_answer(labels: list[str]) -> str:
-    return ANSWER_SEP.join(labels)
-
-
-def render_completion(reasoning: str, labels: list[str] | str) -> str:
-    """``<think>{reasoning}</think>\\n<answer>{labels joined by ' | '}</answer>``."""
-    answer = labels if isinstance(labels, str) else render_answer(labels)
-    return f"<think>{reasoning}</think>\n<answer>{answer}</answer>"
-
-
-def split_answer(answer: str) -> list[str]:
-    """Gold/predicted answer string → labels (split on ``|``, stripped, empties dropped)."""
-    return [part.strip() for part in answer.split("|") if part.strip()]
 
 
 def puzzle_id(user_msg: str, assistant_msg: str | None = None) -> str:
@@ -191,14 +172,6 @@ def parse_user_msg(user_msg: str) -> tuple[str, list[list[str]], list[str]]:
     return m["context"], cells, candidates
 
 
-def parse_assistant_msg(assistant_msg: str) -> tuple[list[str], str | None]:
-    """Gold labels and, for reasoning records, the think text."""
-    m = _COMPLETION_RE.match(assistant_msg)
-    if m is not None:
-        return m["answer"].split(ANSWER_SEP), m["think"]
-    return assistant_msg.split(ANSWER_SEP), None
-
-
 def parse_record(record: dict[str, Any], id: str | None = None) -> Puzzle:
     """Official record (+ optional ``id``, provenance and ``answer``) → :class:`Puzzle`.
 
@@ -214,7 +187,7 @@ def parse_record(record: dict[str, Any], id: str | None = None) -> Puzzle:
     gold = record.get("assistant_msg")
     if gold is None:
         gold = record.get("answer")
-    answer, reasoning = (None, None) if gold is None else parse_assistant_msg(gold)
+    answer, reasoning = (None, None) if gold is None else parse_gold_record(gold, len(cells), candidates)
     known = {f.name for f in fields(Puzzle)} | {"system_msg", "user_msg", "assistant_msg", "answer", "n"}
     extra = {k: v for k, v in record.items() if k not in known}
     cell_ids = record.get("cell_ids")
@@ -234,5 +207,23 @@ def parse_record(record: dict[str, Any], id: str | None = None) -> Puzzle:
     )
 
 
+def parse_gold_record(gold: str, n: int, candidates: list[str]) -> tuple[list[str], str | None]:
+    """``(labels, reasoning)`` of a record's gold; the labels must be ``n`` candidates."""
+    if not isinstance(gold, str):
+        raise RecordFormatError(f"the gold answer must be a string such as 'A | B | C', not {type(gold).__name__}")
+    reasoning, labels = split_completion(gold)
+    if len(labels) != n:
+        raise RecordFormatError(
+            f"the gold answer has {len(labels)} labels for {n} cells ({gold[-80:]!r}); "
+            "it must list one type per cell, separated by ' | '"
+        )
+    known = {c.strip() for c in candidates}
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise RecordFormatError(f"the gold label {unknown[0]!r} is not among the puzzle's candidates")
+    return labels, reasoning
+
+
 def render_record(puzzle: Puzzle, provenance: bool = True) -> dict[str, Any]:
+    """The record of ``puzzle`` (same as :meth:`Puzzle.to_record`)."""
     return puzzle.to_record(provenance=provenance)

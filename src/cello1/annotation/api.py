@@ -10,11 +10,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from cello1.annotation.clusters import GENE_MODES, expression_source
-from cello1.annotation.core import PuzzleAnswer, is_matrix_solver, solve_cluster_puzzle, solve_text_batch
+from cello1.annotation.core import PuzzleAnswer, solve_cluster_puzzle, solve_text_batch
 from cello1.annotation.puzzles import ClusterPuzzle, build_cluster_puzzles, resolve_candidates
+from cello1.annotation.result import AnnotationResult
 from cello1.annotation.writeback import write_labels
-from cello1.io import InputError
-from cello1.solvers.base import Solver
+from cello1.errors import InputError
+from cello1.solvers.base import Ability, Solver
 
 DEFAULT_KEY = "cello1_cell_type"
 
@@ -37,7 +38,7 @@ def annotate(
     inplace: bool = False,
     progress: bool = False,
     **solver_options: Any,
-):
+) -> AnnotationResult:
     """Label every cluster in ``adata.obs[groupby]`` with one of ``candidates``.
 
     Builds one puzzle per sample (``split_by``; default one pooled puzzle) whose "cells"
@@ -53,7 +54,9 @@ def annotate(
     (one per line) or a string ("A,B,C", or "A;B;C" when names contain commas); without
     it, ``tissue`` asks the marker knowledge base for the usual types of that tissue.
 
-    Returns an annotated copy, or ``adata`` itself when ``inplace=True``.
+    Returns an :class:`~cello1.annotation.result.AnnotationResult`: ``.adata`` (an
+    annotated copy, or ``adata`` itself when ``inplace=True``), ``.table`` (cluster →
+    label → confidence → evidence), ``.to_csv(path)`` and ``.plot(path)``.
     """
     answers, settings, cands = annotate_clusters(
         adata,
@@ -73,10 +76,10 @@ def annotate(
     )
     target = adata if inplace else adata.copy()
     settings["key_added"] = key_added
-    write_labels(
+    table = write_labels(
         target, answers, groupby=groupby, split_by=split_by, candidates=cands, settings=settings, key_added=key_added
     )
-    return target
+    return AnnotationResult(adata=target, table=table, answers=answers, settings=settings, key_added=key_added)
 
 
 def annotate_clusters(
@@ -98,9 +101,9 @@ def annotate_clusters(
 ) -> tuple[list[PuzzleAnswer], dict[str, Any], list[str]]:
     """The decisions without touching ``adata``: (answers per puzzle, settings, candidates)."""
     if top_k < 1:
-        raise InputError(f"--top-k must be at least 1, not {top_k}")
+        raise InputError(f"{{top_k}} must be at least 1, not {top_k}", params=["top_k"])
     if genes not in GENE_MODES:
-        raise InputError(f"--genes must be one of {', '.join(GENE_MODES)}, not {genes!r}")
+        raise InputError(f"{{genes}} must be one of {', '.join(GENE_MODES)}, not {genes!r}", params=["genes"])
     cands = resolve_candidates(candidates, tissue)
     expr = expression_source(adata, layer=layer, use_raw=use_raw)
     puzzles = build_cluster_puzzles(
@@ -138,9 +141,10 @@ def annotate_clusters(
 
 
 def make_solver(solver: str | Solver, **options: Any) -> Solver:
+    """``solver`` itself, or the solver of that name built with ``options``."""
     if isinstance(solver, Solver):
         if options:
-            raise ValueError("solver options are only used with a solver name, not a Solver instance")
+            raise InputError("solver options are only used with a solver name, not a Solver instance")
         return solver
     from cello1.solvers import get_solver
 
@@ -148,8 +152,9 @@ def make_solver(solver: str | Solver, **options: Any) -> Solver:
 
 
 def solve_all(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool, progress: bool) -> list[PuzzleAnswer]:
+    """Answers for every puzzle; LLM solvers get them in batches of their ``batch_size``."""
     answers: list[PuzzleAnswer] = []
-    step = 1 if is_matrix_solver(solver) else max(int(getattr(solver, "batch_size", 1) or 1), 1)
+    step = 1 if solver.supports(Ability.SCORE_MATRIX) else max(int(solver.batch_size or 1), 1)
     with tqdm(total=len(puzzles), desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2) as bar:
         for start in range(0, len(puzzles), step):
             chunk = puzzles[start : start + step]
@@ -162,10 +167,8 @@ def solve_all(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool,
 
 
 def solver_settings(solver: Solver, options: dict[str, Any]) -> dict[str, Any]:
-    try:
-        base = dict(solver.settings())
-    except Exception:  # a settings() bug must not lose the annotation
-        base = {"solver": solver.name}
+    """The solver's settings plus the options it was built with, storable in ``uns``."""
+    base = dict(solver.settings())
     base.setdefault("solver", solver.name)
     base.pop("assignment", None)  # annotate assigns itself; see settings["assignment"]
     for key, value in options.items():

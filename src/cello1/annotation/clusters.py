@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cello1.io import InputError
+from cello1.errors import InputError
 
-GeneMode = Literal["markers", "mean"]
 GENE_MODES = ("markers", "mean")
 # rank_genes_groups cannot test a cluster with fewer cells than this; such clusters
 # are described by their mean expression instead.
@@ -41,14 +39,14 @@ def expression_source(adata, layer: str | None = None, use_raw: bool | None = No
     """Pick the expression matrix: ``layer``, else ``.raw`` (when present, or when
     ``use_raw=True``), else ``.X`` — scanpy's convention, since ``.X`` is often scaled."""
     if layer is not None and use_raw:
-        raise InputError("use either --layer or --use-raw, not both")
+        raise InputError("use either {layer} or {use_raw}, not both", params=["layer", "use_raw"])
     if layer is not None:
         if layer not in adata.layers:
             available = ", ".join(adata.layers.keys()) or "none"
-            raise InputError(f"layer {layer!r} not found (available layers: {available}); check --layer")
+            raise InputError(f"layer {layer!r} not found (available layers: {available}); check {{layer}}", params=["layer"])
         return Expression(adata.layers[layer], _gene_symbols(adata.var), f"layers/{layer}")
     if use_raw and adata.raw is None:
-        raise InputError("--use-raw given but the data has no .raw; drop --use-raw or pass --layer")
+        raise InputError("{use_raw} given but the data has no .raw; drop {use_raw} or pass {layer}", params=["use_raw", "layer"])
     if adata.raw is not None and use_raw is not False:
         return Expression(adata.raw.X, _gene_symbols(adata.raw.var), "raw")
     return Expression(adata.X, _gene_symbols(adata.var), "X")
@@ -135,7 +133,7 @@ def describe_clusters(
 ) -> list[list[str]]:
     """Ranked gene list per cluster code ``0..n_clusters-1`` (cells with code -1 ignored)."""
     if genes not in GENE_MODES:
-        raise InputError(f"--genes must be one of {', '.join(GENE_MODES)}, not {genes!r}")
+        raise InputError(f"{{genes}} must be one of {', '.join(GENE_MODES)}, not {genes!r}", params=["genes"])
     keep = cluster_codes >= 0
     X = expr.X[np.flatnonzero(keep)] if not keep.all() else expr.X
     sub = Expression(X, expr.genes, expr.source)

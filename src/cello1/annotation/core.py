@@ -24,20 +24,17 @@ Confidence (0–1, per cluster):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from cello1.annotation.puzzles import UNASSIGNED, ClusterPuzzle, llm_view
-from cello1.io import InputError
-from cello1.solvers.assignment import argmax_assignment, optimal_assignment
-from cello1.solvers.base import Solver
-from cello1.solvers.repair import label_similarity
-
-_ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL)
-_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+from cello1.annotation.puzzles import ClusterPuzzle, llm_view
+from cello1.assignment import argmax_assignment, optimal_assignment
+from cello1.errors import InputError
+from cello1.grammar import loose_labels, think_text
+from cello1.solvers.base import Ability, Completion, Solver
+from cello1.vocabulary import UNASSIGNED, label_key
+from cello1.vocabulary import repair_labels as repair_by_similarity
 
 
 @dataclass
@@ -64,24 +61,18 @@ class PuzzleAnswer:
     repaired: bool = False
 
 
-def is_matrix_solver(solver: Solver) -> bool:
-    return callable(getattr(solver, "score_matrix", None))
-
-
 def solve_cluster_puzzle(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool = False) -> PuzzleAnswer:
-    if is_matrix_solver(solver):
+    """Solve one cluster puzzle with scores (score-matrix solvers) or text (LLMs)."""
+    if solver.supports(Ability.SCORE_MATRIX):
         return _solve_with_scores(puzzle, solver, allow_repeats)
-    return _solve_with_text(puzzle, solver, allow_repeats)
+    return solve_text_batch([puzzle], solver, allow_repeats)[0]
 
 
 # ---- score-matrix solvers -----------------------------------------------------------------
 
 
 def _solve_with_scores(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:
-    scores = np.asarray(solver.score_matrix(puzzle), dtype=float)
-    expected = (puzzle.n, len(puzzle.candidates))
-    if scores.shape != expected:
-        raise RuntimeError(f"{solver.name}.score_matrix returned shape {scores.shape}, expected {expected}")
+    scores = solver.checked_scores(puzzle)
     columns = argmax_assignment(scores) if allow_repeats else optimal_assignment(scores)
     confidence = margin_confidence(scores, columns)
     calls = []
@@ -131,14 +122,10 @@ def margin_confidence(scores: np.ndarray, columns: list[int | None]) -> np.ndarr
 
 
 def _evidence(solver: Solver, puzzle: ClusterPuzzle, cluster: int, col: int | None) -> str:
-    """The solver's own evidence phrase (MatrixSolver.evidence), when it offers one."""
-    explain = getattr(solver, "evidence", None)
-    if col is None or not callable(explain):
+    """The solver's own evidence phrase, when it offers one."""
+    if col is None or not solver.supports(Ability.EVIDENCE):
         return ""
-    try:
-        return str(explain(puzzle, cluster, col) or "")
-    except Exception:  # evidence is a nicety; never lose the annotation over it
-        return ""
+    return solver.evidence(puzzle, cluster, col)
 
 
 def explain_scores(
@@ -161,10 +148,6 @@ def explain_scores(
 # ---- LLM solvers --------------------------------------------------------------------------
 
 
-def _solve_with_text(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:
-    return solve_text_batch([puzzle], solver, allow_repeats)[0]
-
-
 def solve_text_batch(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool) -> list[PuzzleAnswer]:
     """One ``solve_batch`` call for several samples (LLM backends batch them)."""
     views = [llm_view(p, allow_repeats) for p in puzzles]
@@ -174,10 +157,13 @@ def solve_text_batch(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats
     ]
 
 
-def _answer_from_text(puzzle: ClusterPuzzle, solver: Solver, completion, allow_repeats: bool) -> PuzzleAnswer:
+def _answer_from_text(puzzle: ClusterPuzzle, solver: Solver, completion: Completion, allow_repeats: bool) -> PuzzleAnswer:
     if completion.error:
-        raise InputError(f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}; check --model / --base-url")
-    raw = answer_labels(completion.text)
+        raise InputError(
+            f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}; check {{model}} / {{base_url}}",
+            params=["model", "base_url"],
+        )
+    raw = loose_labels(completion.text)
     labels, similarity, repaired = repair_labels(raw, puzzle.n, puzzle.candidates, allow_repeats)
     think = think_text(completion.text)
     calls = []
@@ -198,28 +184,14 @@ def _answer_from_text(puzzle: ClusterPuzzle, solver: Solver, completion, allow_r
     return PuzzleAnswer(puzzle, calls, think or completion.text, repaired=repaired)
 
 
-def answer_labels(text: str) -> list[str]:
-    """Labels from a completion: the ``<answer>`` part, else the first line with ``|``."""
-    match = _ANSWER_RE.search(text)
-    if match:
-        answer = match.group(1)
-    else:
-        answer = next((line for line in text.splitlines() if "|" in line), text.strip())
-    return [part.strip() for part in answer.split("|") if part.strip()]
-
-
-def think_text(text: str) -> str:
-    match = _THINK_RE.search(text)
-    return match.group(1).strip() if match else ""
-
-
 def is_valid_answer(labels: list[str], n: int, candidates: list[str], allow_repeats: bool) -> bool:
+    """N labels from the candidates (or ``unassigned``), each type once unless ``allow_repeats``."""
     if len(labels) != n:
         return False
-    known = {c.lower() for c in candidates} | {UNASSIGNED}
-    if any(label.lower() not in known for label in labels):
+    known = {label_key(c) for c in candidates} | {UNASSIGNED}
+    if any(label_key(label) not in known for label in labels):
         return False
-    used = [label.lower() for label in labels if label.lower() != UNASSIGNED]
+    used = [label_key(label) for label in labels if label_key(label) != UNASSIGNED]
     if not allow_repeats and len(used) != len(set(used)):
         return False
     # unassigned only for clusters that cannot get a type
@@ -237,30 +209,10 @@ def repair_labels(
     optimal one-to-one assignment (or independently with ``allow_repeats``); extra
     clusters become ``unassigned``.
     """
-    canonical = {c.lower(): c for c in candidates} | {UNASSIGNED: UNASSIGNED}
+    canonical = {label_key(c): c for c in candidates} | {UNASSIGNED: UNASSIGNED}
     if is_valid_answer(raw, n, candidates, allow_repeats):
-        return [canonical[label.lower()] for label in raw], [1.0] * n, False
-    padded = [raw[i] if i < len(raw) else "" for i in range(n)]
-    sim = np.array([[label_similarity(p, c) for c in candidates] for p in padded]).reshape(n, len(candidates))
-    if allow_repeats:
-        columns: list[int | None] = list(argmax_assignment(sim))
-    else:
-        # a cluster the model called "unassigned" should stay so when there is room
-        said_unassigned = np.array([p.strip().lower() == UNASSIGNED for p in padded])
-        sim = sim - said_unassigned[:, None] * 1.0
-        columns = optimal_assignment(sim)
-        sim = sim + said_unassigned[:, None] * 1.0
-    labels = [UNASSIGNED if c is None else candidates[c] for c in columns]
-    similarity = [float("nan") if c is None else float(sim[i, c]) for i, c in enumerate(columns)]
-    return labels, similarity, True
-
-
-def puzzle_summary(answer: PuzzleAnswer) -> dict[str, Any]:
-    """Plain-type summary of one puzzle for ``uns`` (no None values)."""
-    return {
-        "split": answer.puzzle.split,
-        "n_clusters": answer.puzzle.n,
-        "context": answer.puzzle.context,
-        "text": answer.text,
-        "repaired": bool(answer.repaired),
-    }
+        return [canonical[label_key(label)] for label in raw], [1.0] * n, False
+    labels, similarity = repair_by_similarity(
+        raw, candidates, n, allow_repeats=allow_repeats, keep_unassigned=not allow_repeats
+    )
+    return [UNASSIGNED if label is None else label for label in labels], similarity, True

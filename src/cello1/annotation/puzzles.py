@@ -16,31 +16,14 @@ import numpy as np
 import pandas as pd
 
 from cello1.annotation.clusters import Expression, describe_clusters
-from cello1.io import InputError
+from cello1.data.context import context_columns, context_sentence
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
+from cello1.vocabulary import UNASSIGNED
 
-UNASSIGNED = "unassigned"
 POOLED = "all"
 # Used when the obs holds none of the CELLxGENE context columns.
 DEFAULT_CONTEXT = "Each cell below is one cluster of cells from the same dataset, described by its top genes."
-# obs columns that context_sentence reads (CELLxGENE schema names and spec §3 extras).
-CONTEXT_COLUMNS = (
-    "sex",
-    "development_stage",
-    "self_reported_ethnicity",
-    "tissue",
-    "disease",
-    "smoking_status",
-    "smoker",
-    "tumor_stage",
-    "BMI",
-    "bmi",
-    "treatment",
-    "time_point",
-    "hemisphere",
-    "activation",
-    "genotype",
-)
 
 
 @dataclass
@@ -98,9 +81,9 @@ def resolve_candidates(candidates, tissue: str | None) -> list[str]:
 
         chosen = parse_candidates(candidates_for_tissue(tissue))
         if not chosen:
-            raise InputError(f"the marker knowledge base has no cell types for tissue {tissue!r}; pass --candidates")
+            raise InputError(f"the marker knowledge base has no cell types for tissue {tissue!r}; pass {{candidates}}", params=["candidates"])
     if not chosen:
-        raise InputError("no candidate cell types given; pass --candidates 'A,B,C' (or a file, one per line) or --tissue")
+        raise InputError("no candidate cell types given; pass {candidates}='A,B,C' (or a file, one per line) or {tissue}", params=["candidates", "tissue"])
     if any(c.lower() == UNASSIGNED for c in chosen):
         raise InputError(f"{UNASSIGNED!r} is reserved for leftover clusters; remove it from the candidates")
     return chosen
@@ -109,20 +92,21 @@ def resolve_candidates(candidates, tissue: str | None) -> list[str]:
 # ---- puzzles ------------------------------------------------------------------------------
 
 
-def check_column(obs: pd.DataFrame, column: str, option: str) -> None:
+def check_column(obs: pd.DataFrame, column: str, param: str) -> None:
+    """Raise naming ``param`` and the available columns when ``column`` is not in obs."""
     if column not in obs.columns:
         available = ", ".join(map(str, obs.columns)) or "none"
-        raise InputError(f"{option} column {column!r} not in obs (available: {available})")
+        raise InputError(f"{{{param}}} column {column!r} not in obs (available: {available})", params=[param])
 
 
 def cluster_labels(obs: pd.DataFrame, groupby: str) -> pd.Series:
     """The cluster of every cell as strings (NaN stays NaN: such cells are skipped)."""
-    check_column(obs, groupby, "--groupby")
+    check_column(obs, groupby, "groupby")
     col = obs[groupby]
     labels = col.astype(object).where(col.notna(), None)
     labels = labels.map(lambda v: None if v is None else str(v))
     if labels.notna().sum() == 0:
-        raise InputError(f"--groupby column {groupby!r} has no values; pick the column holding cluster ids")
+        raise InputError(f"{{groupby}} column {groupby!r} has no values; pick the column holding cluster ids", params=["groupby"])
     return labels
 
 
@@ -143,15 +127,10 @@ def shared_context(obs: pd.DataFrame, tissue: str | None = None) -> str:
     """Donor context from the obs columns that hold a single value in this sample
     (``tissue`` fills in when obs has no tissue column)."""
     row: dict[str, str] = {"tissue": tissue} if tissue and "tissue" not in obs.columns else {}
-    for col in CONTEXT_COLUMNS:
-        if col in obs.columns:
-            values = obs[col].dropna().astype(str).unique()
-            if len(values) == 1:
-                row[col] = values[0]
-    if not row:
-        return DEFAULT_CONTEXT
-    from cello1.data import context_sentence
-
+    for col in context_columns(list(obs.columns)):
+        values = obs[col].dropna().astype(str).unique()
+        if len(values) == 1:
+            row[col] = values[0]
     return context_sentence(row) or DEFAULT_CONTEXT
 
 
@@ -171,7 +150,7 @@ def build_cluster_puzzles(
     obs = adata.obs
     labels = cluster_labels(obs, groupby)
     if split_by is not None:
-        check_column(obs, split_by, "--split-by")
+        check_column(obs, split_by, "split_by")
         splits = obs[split_by].astype(str).where(obs[split_by].notna(), None)
         names = _cluster_order(splits, obs[split_by])
     else:

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from cello1.annotation.core import PuzzleAnswer
-from cello1.annotation.puzzles import POOLED, UNASSIGNED
-from cello1.io import InputError, atomic_path
+from cello1.annotation.puzzles import POOLED
+from cello1.errors import InputError
+from cello1.io import atomic_path
+from cello1.vocabulary import UNASSIGNED
 
 UNS_KEY = "cello1"
 
@@ -170,7 +172,7 @@ def plot_labels(adata, key: str, path: str | os.PathLike, basis: str | None = No
 
     basis = basis or embedding_basis(adata)
     if basis is None:
-        raise InputError("no 2-D embedding in obsm (e.g. X_umap) to plot; drop --plot or compute a UMAP first")
+        raise InputError("no 2-D embedding in obsm (e.g. X_umap) to plot; drop {plot} or compute a UMAP first", params=["plot"])
     coords = np.asarray(adata.obsm[basis])[:, :2]
     labels = adata.obs[key]
     fig = Figure(figsize=(7.5, 5.5), dpi=120)
@@ -217,16 +219,7 @@ def save_h5ad(adata, out: str | os.PathLike, *, source: str | os.PathLike | None
     file ``source`` unless ``inplace``."""
     out = Path(out)
     if source is not None and same_file(out, source) and not inplace:
-        raise InputError(f"output {out} is the input file; choose another -o path or pass --inplace to overwrite it")
+        raise InputError(f"output {out} is the input file; choose another {{out}} path or pass {{inplace}} to overwrite it", params=["out", "inplace"])
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
     return out
-
-
-def cluster_table_from_uns(adata) -> pd.DataFrame:
-    """The cluster table back from ``uns['cello1']`` (e.g. of a saved, annotated file)."""
-    if UNS_KEY not in adata.uns:
-        raise InputError("no uns['cello1'] in this AnnData; run cello1.annotate first")
-    clusters = adata.uns[UNS_KEY]["clusters"]
-    columns = ["split", "cluster", "label", "confidence", "n_cells", "top_genes", "reasoning"]
-    return pd.DataFrame({c: np.asarray(clusters[c]) for c in columns})

@@ -6,8 +6,11 @@ so ``cello1 --help`` stays instant.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from cello1.cli._common import click_exceptions
 from cello1.cli import (
     annotate_cmd,
     build_cmd,
@@ -28,6 +31,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error.")) -> None:
+    """Build, solve, score, train and annotate CellPuzzles (Cell-o1)."""
+
+
 app.command("build")(build_cmd.build)
 app.command("solve")(solve_cmd.solve)
 app.command("eval")(eval_cmd.eval_)
@@ -39,7 +47,20 @@ app.add_typer(export_cmd.app, name="export")
 
 
 def main() -> None:
-    app()
+    """The ``cello1`` console script: usage errors too end as one ``error:`` line."""
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "cello1"
+        typer.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except click_exceptions.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

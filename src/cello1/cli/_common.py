@@ -1,7 +1,14 @@
-"""Shared CLI plumbing: one-line errors with a non-zero exit, never a traceback."""
+"""Shared CLI plumbing: one-line errors with a non-zero exit, never a traceback.
+
+* cello1's own errors (:class:`cello1.errors.CelloError`) are bad input or settings:
+  ``error: …`` on one line, parameter names spelled as this command's flags, exit 2;
+* anything else is a bug: one line saying so, exit 1, the traceback only with
+  ``cello1 --debug …`` (or ``CELLO1_DEBUG=1``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -10,13 +17,25 @@ from typing import Any, TypeVar
 
 import typer
 
-from cello1.io import InputError
-from cello1.puzzle import RecordFormatError
+from cello1.errors import CelloError, InputError
+
+try:  # typer >= 0.22 ships its own copy of click: its contexts and exceptions are those
+    from typer._click import exceptions as click_exceptions
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
+    from click.globals import get_current_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Errors that mean "the user's input or setting is wrong": shown as one line.
-USER_ERRORS: tuple[type[BaseException], ...] = (InputError, RecordFormatError, FileNotFoundError, ValueError)
+BUG_EXIT = 1
+USER_EXIT = 2
+
+
+def debug_enabled() -> bool:
+    """Whether tracebacks should be shown (``cello1 --debug`` or ``CELLO1_DEBUG=1``)."""
+    ctx = get_current_context(silent=True)
+    return bool(os.environ.get("CELLO1_DEBUG")) or bool(ctx is not None and ctx.find_root().params.get("debug"))
 
 
 def given_options(**options: Any) -> dict[str, Any]:
@@ -27,29 +46,63 @@ def given_options(**options: Any) -> dict[str, Any]:
     return {name: str(v) if isinstance(v, os.PathLike) else v for name, v in options.items() if v is not None}
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = USER_EXIT) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
-def cli_errors(func: F) -> F:
-    """Decorator for command bodies: user errors become one line on stderr + exit 2.
+def flag_names() -> dict[str, str]:
+    """Parameter name → the flag that sets it, for the command being run."""
+    ctx = get_current_context(silent=True)
+    names: dict[str, str] = {}
+    while ctx is not None:
+        for param in ctx.command.params:
+            if param.name and param.param_type_name == "option":
+                names.setdefault(param.name, max(param.opts, key=len))
+        ctx = ctx.parent
+    return names
 
-    Set ``CELLO1_DEBUG=1`` to see the traceback instead.
-    """
+
+def error_line(exc: BaseException) -> str:
+    """The first line of an error's message, parameters spelled as flags."""
+    message = exc.render(flag_names()) if isinstance(exc, InputError) else str(exc)
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def cli_errors(func: F) -> F:
+    """Decorator for command bodies: cello1 errors become one line on stderr + exit 2,
+    other exceptions one line saying it is a bug + exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
-            if os.environ.get("CELLO1_DEBUG"):
-                raise
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise fail(message) from None
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException):
+            raise
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             sys.exit(130)
+        except CelloError as exc:
+            if debug_enabled():
+                raise
+            raise fail(error_line(exc)) from None
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            typer.echo(
+                f"error: internal error ({type(exc).__name__}: {error_line(exc)}); this is a bug in cello1 — "
+                "run the same command with `cello1 --debug …` and report the traceback",
+                err=True,
+            )
+            raise typer.Exit(BUG_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def config_option(config: type, name: str, *flags: str, **kwargs: Any) -> Any:
+    """A typer option whose default and help come from a config dataclass field
+    (``metadata={"help": …}``), so a setting's default is written once."""
+    f = next(f for f in dataclasses.fields(config) if f.name == name)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    return typer.Option(default, *flags, help=f.metadata.get("help"), **kwargs)

@@ -55,7 +55,7 @@ def annotate(
 ) -> None:
     """Annotate the clusters of your own AnnData: one puzzle per sample whose cells are
     the clusters, solved jointly (each type once unless --allow-repeats)."""
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     out = _output_path(data, out, inplace)
     if not data.is_file():
@@ -64,15 +64,10 @@ def annotate(
     adata = _read_h5ad(data)
 
     from cello1.annotation import annotate as run_annotate
-    from cello1.annotation.writeback import (
-        plot_labels,
-        save_h5ad,
-        unassigned_clusters,
-        write_csv,
-    )
+    from cello1.annotation.writeback import save_h5ad
 
     options = given_options(model=model, train=train, seed=seed, max_new_tokens=max_new_tokens, base_url=base_url)
-    annotated = run_annotate(
+    result = run_annotate(
         adata,
         groupby,
         candidates,
@@ -89,19 +84,16 @@ def annotate(
         progress=True,
         **options,
     )
-    from cello1.annotation.writeback import cluster_table_from_uns
-
-    table = cluster_table_from_uns(annotated)
     if plot is not None:
-        plot_labels(annotated, key_added, plot)  # before the h5ad: a missing embedding fails early
-    save_h5ad(annotated, out, source=data, inplace=inplace)
-    write_csv(table, csv_path)
-    _report(table, out, csv_path, plot, unassigned_clusters(table))
+        result.plot(plot)  # before the h5ad: a missing embedding fails early
+    save_h5ad(result.adata, out, source=data, inplace=inplace)
+    result.to_csv(csv_path)
+    _report(result.table, out, csv_path, plot, result.unassigned)
 
 
 def _output_path(data: Path, out: Path | None, inplace: bool) -> Path:
     from cello1.annotation.writeback import same_file
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     if out is None:
         if not inplace:
@@ -115,7 +107,7 @@ def _output_path(data: Path, out: Path | None, inplace: bool) -> Path:
 def _read_h5ad(path: Path):
     import anndata as ad
 
-    from cello1.io import InputError
+    from cello1.errors import InputError
 
     try:
         return ad.read_h5ad(path)

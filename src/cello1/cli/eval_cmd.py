@@ -36,7 +36,8 @@ def eval_(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
     """Evaluate prediction files: cell/batch accuracy, format rate, uniqueness, length; CIs; by N/tissue/disease/source."""
-    from cello1.io import InputError, atomic_path
+    from cello1.errors import InputError
+    from cello1.io import atomic_path
     from cello1.scoring.evaluation import compare, evaluate
     from cello1.scoring.report import plot_accuracy_by_n, print_report, to_markdown
 
@@ -48,12 +49,11 @@ def eval_(
 
     options = {"tokenizer": tokenizer, "bootstrap": bootstrap, "seed": seed, "lenient": lenient, "progress": not quiet}
     if len(predictions) == 1:
-        single = evaluate(predictions[0], **options)
-        results = [single]
-        payload: object = single
+        results = [evaluate(predictions[0], **options)]
+        payload: object = results[0].to_dict()
     else:
         results = compare(predictions, names=_display_names(predictions), **options)
-        payload = results
+        payload = [r.to_dict() for r in results]
 
     if not quiet:
         print_report(results)

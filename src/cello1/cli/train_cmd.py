@@ -11,7 +11,6 @@ resolved config is saved next to the outputs. Multi-GPU/multi-node::
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +109,3 @@ def grpo(
     options = _options(model, train, eval_file, output_dir, prompt_mode, max_steps, lr, resume)
     options.update(num_generations=num_generations, use_vllm=use_vllm)
     _report("grpo", train_grpo(build_config("grpo", config, options, set_)))
-
-
-def module_main(stage: str, argv: list[str] | None = None) -> None:
-    """``python -m cello1.training.{stage} [options]`` — the same options as ``cello1 train {stage}``."""
-    command = sft if stage == "sft" else grpo
-    runner = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    runner.command()(command)
-    runner(args=sys.argv[1:] if argv is None else argv, prog_name=f"python -m cello1.training.{stage}")

@@ -25,7 +25,7 @@ from cello1.data.context import context_columns, context_sentence, is_missing
 from cello1.data.sampling import rng_for, sample_group, stratified_sample
 from cello1.data.split import SPLITS, choose_test_donors, leakage_report, partition_cells
 from cello1.data.topgenes import DEFAULT_CHUNK_SIZE, ENGINES, gene_symbols, top_gene_indices
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
 
 DEFAULT_DONOR_KEY = "donor_id"
@@ -61,23 +61,23 @@ class BuildConfig:
 
     def validate(self) -> None:
         if self.split not in SPLITS:
-            raise InputError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
+            raise InputError(f"{{split}} must be one of {', '.join(SPLITS)}, not {self.split!r}", params=["split"])
         if self.n_min < 2:
-            raise InputError(f"--n-min must be at least 2 (got {self.n_min})")
+            raise InputError(f"{{n_min}} must be at least 2 (got {self.n_min})", params=["n_min"])
         if self.n_max < self.n_min:
-            raise InputError(f"--n-max ({self.n_max}) must be >= --n-min ({self.n_min})")
+            raise InputError(f"{{n_max}} ({self.n_max}) must be >= {{n_min}} ({self.n_min})", params=["n_max", "n_min"])
         if self.top_k < 1:
-            raise InputError(f"--top-k must be at least 1 (got {self.top_k})")
+            raise InputError(f"{{top_k}} must be at least 1 (got {self.top_k})", params=["top_k"])
         if self.puzzles_per_n < 1:
-            raise InputError(f"--puzzles-per-n must be at least 1 (got {self.puzzles_per_n})")
+            raise InputError(f"{{puzzles_per_n}} must be at least 1 (got {self.puzzles_per_n})", params=["puzzles_per_n"])
         if not 0.0 < self.test_fraction < 1.0:
-            raise InputError(f"--test-fraction must be between 0 and 1 (got {self.test_fraction})")
+            raise InputError(f"{{test_fraction}} must be between 0 and 1 (got {self.test_fraction})", params=["test_fraction"])
         if self.max_cells is not None and self.max_cells < 0:
-            raise InputError(f"--max-cells must be >= 0 (0 = no cap), got {self.max_cells}")
+            raise InputError(f"{{max_cells}} must be >= 0 (0 = no cap), got {self.max_cells}", params=["max_cells"])
         if self.chunk_size < 1:
-            raise InputError(f"--chunk-size must be at least 1 (got {self.chunk_size})")
+            raise InputError(f"{{chunk_size}} must be at least 1 (got {self.chunk_size})", params=["chunk_size"])
         if self.topk_engine not in ENGINES:
-            raise InputError(f"--topk-engine must be one of {', '.join(ENGINES)}, not {self.topk_engine!r}")
+            raise InputError(f"{{topk_engine}} must be one of {', '.join(ENGINES)}, not {self.topk_engine!r}", params=["topk_engine"])
 
 
 @dataclass
@@ -180,16 +180,18 @@ def source_name(item: Any, index: int) -> str:
     return str(title) if title else f"adata{index}"
 
 
-def _column_error(kind: str, key: str, option: str, columns: Sequence[str], source: str) -> InputError:
+def _column_error(kind: str, key: str, param: str, columns: Sequence[str], source: str) -> InputError:
     shown = ", ".join(map(str, columns)) or "none"
-    return InputError(f"{source}: {kind} column {key!r} not in obs (available: {shown}); pass {option} COLUMN")
+    return InputError(
+        f"{source}: {kind} column {key!r} not in obs (available: {shown}); pass {{{param}}}=COLUMN", params=[param]
+    )
 
 
 def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str]) -> np.ndarray:
     """Row indices (sorted) of the cells to use: labelled, suspension filter, query."""
     obs = adata.obs
     if config.label_key not in obs.columns:
-        raise _column_error("label", config.label_key, "--label-key", list(obs.columns), source)
+        raise _column_error("label", config.label_key, "label_key", list(obs.columns), source)
     keep = ~np.asarray([is_missing(v) for v in obs[config.label_key].tolist()])
     steps = [f"{int(keep.sum())} labelled"]
     if config.suspension_type and config.suspension_key in obs.columns:
@@ -199,7 +201,7 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
         try:
             chosen = obs.index.isin(obs.query(config.query).index)
         except Exception as exc:
-            raise InputError(f"--query {config.query!r} failed on {source} ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{{query}}={config.query!r} failed on {source} ({type(exc).__name__}: {exc})", params=["query"]) from None
         keep &= chosen
         steps.append(f"{int(keep.sum())} matching the query")
     rows = np.flatnonzero(keep)
@@ -214,7 +216,7 @@ def gene_names(adata: Any, config: BuildConfig, source: str) -> np.ndarray:
         names = var[config.gene_key].tolist()
     elif config.gene_key != DEFAULT_GENE_KEY:
         shown = ", ".join(map(str, var.columns)) or "none"
-        raise InputError(f"{source}: gene column {config.gene_key!r} not in var (available: {shown}); pass --gene-key COLUMN")
+        raise InputError(f"{source}: gene column {config.gene_key!r} not in var (available: {shown}); pass {{gene_key}}=COLUMN", params=["gene_key"])
     else:
         names = adata.var_names.tolist()
     return gene_symbols(names, strip_ensembl=config.strip_ensembl)
@@ -225,7 +227,7 @@ def donor_values(adata: Any, config: BuildConfig, source: str, notes: list[str])
     if config.donor_key in obs.columns:
         return [None if is_missing(v) else str(v) for v in obs[config.donor_key].tolist()]
     if config.require_donor or config.donor_key != DEFAULT_DONOR_KEY:
-        raise _column_error("donor", config.donor_key, "--donor-key", list(obs.columns), source)
+        raise _column_error("donor", config.donor_key, "donor_key", list(obs.columns), source)
     notes.append(f"{source}: no {config.donor_key!r} column in obs; all its cells form one group (one donor)")
     return [None] * obs.shape[0]
 
@@ -311,7 +313,7 @@ def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, d
         if getattr(adata, "isbacked", False):
             adata.file.close()
     if len(table) == 0:
-        raise InputError("empty selection: no cells left to build from; " + "; ".join(notes) + " (check --label-key, --suspension-type, --query)")
+        raise InputError("empty selection: no cells left to build from; " + "; ".join(notes) + " (check {label_key}, {suspension_type}, {query})", params=["label_key", "suspension_type", "query"])
     return table, sources, notes
 
 
@@ -340,7 +342,8 @@ def check_enough_types(table: CellTable, groups: dict[str, np.ndarray], n_min: i
     if largest < n_min:
         raise InputError(
             f"no group (donor/batch) has {n_min} distinct cell types (the largest has {largest}); "
-            f"lower --n-min to {largest} or below, or check --label-key/--donor-key"
+            f"lower {{n_min}} to {largest} or below, or check {{label_key}}/{{donor_key}}",
+            params=["n_min", "label_key", "donor_key"],
         )
 
 
@@ -366,8 +369,9 @@ def resolve_split(table: CellTable, config: BuildConfig, notes: list[str]) -> st
         return "donor" if len(donors) >= 2 else "cell"
     if config.split == "donor" and len(donors) < 2:
         raise InputError(
-            f"--split donor needs at least 2 donors, found {len(donors)} (column {config.donor_key!r}); "
-            "use --split cell (or auto)"
+            f"{{split}} donor needs at least 2 donors, found {len(donors)} (column {config.donor_key!r}); "
+            "use {split} cell (or auto)",
+            params=["split"],
         )
     return config.split
 
@@ -442,7 +446,7 @@ def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) ->
         result = split_donor(table, groups, config, notes)
         if result is None:
             if config.split == "donor":
-                raise InputError("--split donor: fewer than 2 donors have enough cell types for a puzzle; use --split cell")
+                raise InputError("{split}=donor: fewer than 2 donors have enough cell types for a puzzle; use {split}=cell", params=["split"])
             notes.append("fewer than 2 donors yield puzzles: using a cell-disjoint split")
             split = "cell"
     if split == "cell":

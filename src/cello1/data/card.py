@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import PROVENANCE_FIELDS, Puzzle
 
 SPLIT_NAMES = ("train", "test")
@@ -156,9 +156,9 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse a file, or a non-empty folder unless ``overwrite`` (call before a long build)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another -o")
+        raise InputError(f"{out}: exists and is not a folder; choose another {{out}}", params=["out"])
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: folder exists and is not empty; pass --overwrite or choose another -o")
+        raise InputError(f"{out}: folder exists and is not empty; pass {{overwrite}} or choose another {{out}}", params=["overwrite", "out"])
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

@@ -22,26 +22,17 @@ NaN/inf raise :class:`~cello1.io.InputError`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from cello1.io import InputError
+from cello1.errors import InputError
+from cello1.genes import strip_ensembl_suffix
 
 DEFAULT_CHUNK_SIZE = 2048
 ENGINES = ("auto", "numpy", "numba")
-
-# ``CSF2RA_ENSG00000198223`` -> ``CSF2RA`` (also mouse ENSMUSG…, version suffixes ``.12``)
-_ENSEMBL_SUFFIX = re.compile(r"^(?P<symbol>.+?)_ENS[A-Z]*G\d{6,}(?:\.\d+)?$")
-
-
-def strip_ensembl_suffix(name: str) -> str:
-    """``"CSF2RA_ENSG00000198223"`` → ``"CSF2RA"``; other names are returned unchanged."""
-    m = _ENSEMBL_SUFFIX.match(name)
-    return m["symbol"] if m else name
 
 
 def gene_symbols(names: Sequence[Any], strip_ensembl: bool = True) -> np.ndarray:
@@ -175,11 +166,11 @@ def _topk_by_lexsort(data: np.ndarray, cols: np.ndarray, row_nnz: np.ndarray, k:
 def resolve_engine(engine: str) -> str:
     """``auto`` → ``numba`` when it can be imported, else ``numpy``."""
     if engine not in ENGINES:
-        raise ValueError(f"top-gene engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        raise InputError(f"top-gene engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "auto":
         return "numba" if _numba_kernel() is not None else "numpy"
     if engine == "numba" and _numba_kernel() is None:
-        raise ValueError("top-gene engine 'numba' needs the numba package (pip install numba), or use 'numpy'")
+        raise InputError("top-gene engine 'numba' needs the numba package (pip install numba), or use 'numpy'")
     return engine
 
 

@@ -21,73 +21,17 @@ import difflib
 import functools
 import gzip
 import json
-import re
 from collections import deque
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
+from cello1.errors import InputError
+from cello1.genes import normalise_gene
+from cello1.vocabulary import ALIASES, label_key, ontology_key, singular
+
 RESOURCE = "cell_knowledge.json.gz"
 FUZZY_CUTOFF = 0.86
-
-# Curated aliases: common labels that are not CL names or synonyms. Keys are compared
-# after `_normalise`. Values are CL ids.
-ALIASES: dict[str, str] = {
-    # pbmc68k_reduced `bulk_labels` (Zheng et al. 2017 FACS-sorted populations)
-    "cd56+ nk": "CL:0000623",
-    "cd4+/cd45ra+/cd25- naive t": "CL:0000895",
-    "dendritic": "CL:0000451",
-    "cd34+": "CL:0008001",
-    "cd19+ b": "CL:0000236",
-    "cd8+ cytotoxic t": "CL:0000625",
-    "cd4+/cd25 t reg": "CL:0000815",
-    "cd4+/cd45ro+ memory": "CL:0000897",
-    "cd8+/cd45ra+ naive cytotoxic": "CL:0000900",
-    "cd14+ monocyte": "CL:0001054",
-    # frequent short forms in annotated atlases
-    "nk": "CL:0000623",
-    "nk cell": "CL:0000623",
-    "t": "CL:0000084",
-    "b": "CL:0000236",
-    "treg": "CL:0000815",
-    "t reg": "CL:0000815",
-    "cd4 t": "CL:0000624",
-    "cd4 t cell": "CL:0000624",
-    "cd4+ t": "CL:0000624",
-    "cd4+ t cell": "CL:0000624",
-    "cd8 t": "CL:0000625",
-    "cd8 t cell": "CL:0000625",
-    "cd8+ t": "CL:0000625",
-    "cd8+ t cell": "CL:0000625",
-    "naive cd4 t": "CL:0000895",
-    "memory cd4 t": "CL:0000897",
-    "naive cd8 t": "CL:0000900",
-    "cd14 mono": "CL:0001054",
-    "cd14+ mono": "CL:0001054",
-    "cd16 mono": "CL:0000875",
-    "cd16+ mono": "CL:0000875",
-    "cd16+ monocyte": "CL:0000875",
-    "fcgr3a+ mono": "CL:0000875",
-    "fcgr3a+ monocyte": "CL:0000875",
-    "mono": "CL:0000576",
-    "dc": "CL:0000451",
-    "pdc": "CL:0000784",
-    "cdc": "CL:0000990",
-    "cdc1": "CL:0002394",
-    "cdc2": "CL:0002399",
-    "mdc": "CL:0000782",
-    "hsc": "CL:0000037",
-    "hspc": "CL:0008001",
-    "plasma": "CL:0000786",
-    "platelet": "CL:0000233",
-    "megakaryocyte": "CL:0000556",
-    "erythrocyte": "CL:0000232",
-    "at1": "CL:0002062",
-    "at2": "CL:0002063",
-    "mast": "CL:0000097",
-    "macro": "CL:0000235",
-    "mac": "CL:0000235",
-}
 
 # Tissue → CL ids plausible there (curated; used to propose candidates when a user has
 # none). Types found in most tissues are added to every list.
@@ -126,7 +70,6 @@ TISSUE_ALIASES = {
     "skeletal muscle": "muscle", "muscle": "muscle",
 }
 
-_GENE_SUFFIX = re.compile(r"_ENS[A-Z]*G\d+(\.\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -150,32 +93,6 @@ class LabelMapping:
         return asdict(self)
 
 
-def normalise_gene(symbol: str) -> str:
-    """Upper-case gene symbol without an Ensembl suffix (``CSF2RA_ENSG00000198223`` → ``CSF2RA``)."""
-    return _GENE_SUFFIX.sub("", symbol.strip()).upper()
-
-
-def _key(text: str) -> str:
-    """Case/space-insensitive key used for exact and synonym look-ups."""
-    return re.sub(r"\s+", " ", text.strip().casefold())
-
-
-def _singular(key: str) -> str:
-    """Fold a plural label ("NK cells", "CD16+ monocytes") to the singular."""
-    return re.sub(r"(?<=[a-z]{3})s\b", "", key)
-
-
-def _normalise(text: str) -> str:
-    """A looser key: "+"/"-" markers spelled out, plurals and hyphenated "T-cell" folded."""
-    s = _key(text)
-    s = re.sub(r"(?<=[a-z0-9])\+", "-positive", s)
-    s = re.sub(r"(?<=\d)-(?=[\s,/]|$)", "-negative", s)
-    s = s.replace("t-cell", "t cell").replace("b-cell", "b cell").replace("lymphocytes", "lymphocyte")
-    s = re.sub(r"\bcells\b", "cell", s)
-    s = re.sub(r"[_/]", " ", s)
-    return _singular(re.sub(r"\s+", " ", s).strip())
-
-
 class KnowledgeBase:
     """Cell Ontology terms with names, synonyms, parents and marker genes."""
 
@@ -186,15 +103,15 @@ class KnowledgeBase:
             cl: [(g, float(w)) for g, w in genes] for cl, genes in payload["markers"].items()
         }
         self.n_sources: dict[str, int] = payload.get("n_sources", {})
-        self._by_name = {_key(t["name"]): cl for cl, t in self.terms.items()}
+        self._by_name = {label_key(t["name"]): cl for cl, t in self.terms.items()}
         self._by_synonym: dict[str, str] = {}
         for cl, term in self.terms.items():
             for syn in term["synonyms"]:
-                self._by_synonym.setdefault(_key(syn), cl)
+                self._by_synonym.setdefault(label_key(syn), cl)
         self._by_normalised: dict[str, str] = {}
         for table in (self._by_synonym, self._by_name):  # names win over synonyms
             for key, cl in table.items():
-                self._by_normalised[_normalise(key)] = cl
+                self._by_normalised[ontology_key(key)] = cl
         self._fuzzy_keys = sorted(self._by_normalised)
 
     @classmethod
@@ -227,17 +144,17 @@ class KnowledgeBase:
     # ---- labels ----------------------------------------------------------------------
     def lookup(self, label: str) -> tuple[str | None, str, float]:
         """(CL id or None, how, score) for a free-text label or a CL id."""
-        key = _key(label)
+        key = label_key(label)
         if key.upper() in self.terms:  # a CL id such as "CL:0000236"
             return key.upper(), "exact", 1.0
         if key in self._by_name:
             return self._by_name[key], "exact", 1.0
         if key in self._by_synonym:
             return self._by_synonym[key], "synonym", 1.0
-        for alias in (key, _singular(key)):
+        for alias in (key, singular(key)):
             if alias in ALIASES:
                 return ALIASES[alias], "alias", 1.0
-        norm = _normalise(label)
+        norm = ontology_key(label)
         for candidate in (norm, norm + " cell"):
             if candidate in self._by_normalised:
                 return self._by_normalised[candidate], "normalised", 1.0
@@ -270,11 +187,11 @@ class KnowledgeBase:
         return [] if mapping.marker_term_id is None else list(self.markers[mapping.marker_term_id])
 
     def candidates_for_tissue(self, tissue: str) -> list[str]:
-        key = _key(tissue)
+        key = label_key(tissue)
         group = TISSUE_ALIASES.get(key) or next((g for alias, g in TISSUE_ALIASES.items() if alias in key), None)
         if group is None:
             known = ", ".join(sorted(set(TISSUE_ALIASES)))
-            raise ValueError(f"no candidate list for tissue {tissue!r}; known tissues: {known}")
+            raise InputError(f"no candidate list for tissue {tissue!r}; known tissues: {known}")
         ids = dict.fromkeys(TISSUES[group] + _EVERYWHERE)
         return sorted((self.name(cl) for cl in ids if cl in self.terms), key=str.casefold)
 
@@ -301,6 +218,6 @@ def markers_for(label: str) -> list[tuple[str, float]]:
 def candidates_for_tissue(tissue: str) -> list[str]:
     """Cell Ontology names plausible in ``tissue`` (e.g. "blood", "PBMC", "lung"), sorted.
 
-    Raises ``ValueError`` naming the known tissues when the tissue is not recognised.
+    Raises :class:`~cello1.errors.InputError` naming the known tissues when the tissue is not recognised.
     """
     return knowledge_base().candidates_for_tissue(tissue)

@@ -1,4 +1,4 @@
-"""Scoring: the paper's answer extraction, strict format check, reward and metrics.
+"""Scoring: the reward (with TRL and verl adapters), the paper's metrics and evaluation.
 
 Pure Python (numpy only for the statistics); importing this package never imports
 torch or transformers, so RL reward workers can use it cheaply.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cello1.scoring.parse import extract_answer, gold_labels, is_valid_format, parse_prediction, split_labels
+from cello1.grammar import extract_answer, is_valid_format, parse_gold, parse_prediction, split_labels
 from cello1.scoring.reward import VARIANTS, batch_reward, batch_rewards
 from cello1.scoring.trl import completion_text, make_reward, trl_reward
 
@@ -23,9 +23,7 @@ _LAZY = {
     "load_predictions": "cello1.scoring.evaluation",
     "bootstrap_ci": "cello1.scoring.bootstrap",
     "paired_bootstrap": "cello1.scoring.bootstrap",
-    "lenient_labels": "cello1.scoring.lenient",
     "lenient_score": "cello1.scoring.lenient",
-    "normalise_label": "cello1.scoring.lenient",
     "compute_score": "cello1.scoring.verl",
 }
 
@@ -42,7 +40,7 @@ __all__ = [
     "batch_rewards",
     "completion_text",
     "extract_answer",
-    "gold_labels",
+    "parse_gold",
     "is_valid_format",
     "make_reward",
     "parse_prediction",

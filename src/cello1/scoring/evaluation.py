@@ -11,28 +11,109 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cello1.io import InputError, iter_records
+from cello1.errors import InputError
+from cello1.grammar import parse_gold
+from cello1.io import iter_records
 from cello1.scoring.bootstrap import DEFAULT_RESAMPLES, LEVEL, bootstrap_cis, paired_bootstrap
 from cello1.scoring.metrics import LENIENT_COLUMNS, METRIC_COLUMNS, Scored, score_record, word_count
-from cello1.scoring.parse import gold_labels
 
 GROUP_FIELDS = ("n", "tissue", "disease", "source")
 PAIRED_METRICS = ("cell_accuracy", "batch_accuracy", "format_rate")
 
 PathLike = str | os.PathLike
-Predictions = Sequence[dict[str, Any]] | PathLike | Sequence[PathLike]
+Predictions = Sequence[Mapping[str, Any]] | PathLike | Sequence[PathLike]
+
+
+# ---- result types ----------------------------------------------------------------------
+
+
+class _Readable(Mapping):
+    """Results read like the JSON they are written as (``result["by"]["n"]["8"]``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (``None`` parts left out)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = _plain(getattr(self, f.name))
+            if value is not None:
+                out[f.name] = value
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        value = getattr(self, key) if key in {f.name for f in fields(self)} else None  # type: ignore[arg-type]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Readable):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(eq=False)
+class LenientMetrics(_Readable):
+    """Lenient cell and batch accuracy (never mixed into the strict numbers)."""
+
+    cell_accuracy: float
+    batch_accuracy: float
+    ci: dict[str, list[float]] | None = None
+
+
+@dataclass(eq=False)
+class Metrics(_Readable):
+    """The paper's metrics over a set of predictions, with 95% bootstrap intervals in ``ci``."""
+
+    n_puzzles: int
+    n_cells: int
+    cell_accuracy: float
+    batch_accuracy: float
+    format_rate: float
+    uniqueness: float
+    mean_length: float
+    mean_reward: float
+    ci: dict[str, list[float]] | None = None
+    lenient: LenientMetrics | None = None
+
+
+@dataclass(eq=False)
+class EvalResult(Metrics):
+    """What :func:`evaluate` returns: the metrics, where they came from, breakdowns by N,
+    tissue, disease and source (``by``) and, from :func:`compare`, a paired bootstrap
+    against the first input (``paired_vs_first``)."""
+
+    file: str | None = None
+    length_unit: str = "words"
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    by: dict[str, dict[str, Metrics]] | None = None
+    paired_vs_first: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The display name: the file, or ``predictions``."""
+        return self.file or "predictions"
 
 
 # ---- loading ---------------------------------------------------------------------------
 
 
-def load_predictions(predictions: Predictions) -> tuple[list[dict[str, Any]], str | None]:
+def load_predictions(predictions: Predictions) -> tuple[list[Mapping[str, Any]], str | None]:
     """Records and a display name (the file name, or None for in-memory records)."""
     if isinstance(predictions, (str, os.PathLike)):
         return list(iter_records(predictions)), Path(predictions).name
@@ -40,21 +121,22 @@ def load_predictions(predictions: Predictions) -> tuple[list[dict[str, Any]], st
     if items and all(isinstance(p, (str, os.PathLike)) for p in items):
         records = [rec for p in items for rec in iter_records(p)]
         return records, "+".join(Path(p).name for p in items)
-    if not all(isinstance(r, dict) for r in items):
+    if not all(isinstance(r, Mapping) for r in items):
         raise InputError("evaluate() takes prediction records (dicts), a path, or a list of paths")
     return items, None
 
 
-def record_gold(record: dict[str, Any]) -> list[str] | None:
+def record_gold(record: Mapping[str, Any]) -> list[str] | None:
+    """The gold labels of a prediction record (``answer``, else ``assistant_msg``)."""
     gold = record.get("answer")
     if gold is None:
         gold = record.get("assistant_msg")
-    labels = gold_labels(gold)
+    labels = parse_gold(gold)
     return labels or None
 
 
 def _check(record: Any, index: int, where: str) -> tuple[list[str], str]:
-    if not isinstance(record, dict):
+    if not isinstance(record, Mapping):
         raise InputError(f"{where}: record {index} is not a JSON object")
     gold = record_gold(record)
     if gold is None:
@@ -94,7 +176,7 @@ def load_tokenizer(name: str) -> Any:
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        raise InputError("--tokenizer needs transformers: pip install 'cello1[llm]'") from None
+        raise InputError("{tokenizer} needs transformers: pip install 'cello1[llm]'", params=["tokenizer"]) from None
     try:
         if name.endswith(".gguf"):  # a local GGUF model file carries its tokenizer
             path = Path(name)
@@ -105,7 +187,7 @@ def load_tokenizer(name: str) -> Any:
 
 
 def score_records(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     where: str = "predictions",
     tokenizer: Any = None,
     lenient: bool = False,
@@ -159,11 +241,10 @@ def _point(arrays: dict[str, np.ndarray], num: str, den: str | None) -> float:
 
 def summarise(
     scored: Sequence[Scored], resamples: int = DEFAULT_RESAMPLES, seed: int = 0, with_ci: bool = True
-) -> dict[str, Any]:
-    """Metrics (plain numbers), their bootstrap intervals under ``ci``, lenient ones under
-    ``lenient`` when scored (all intervals from the same resamples)."""
+) -> Metrics:
+    """Metrics, their bootstrap intervals and, when scored, lenient ones (all intervals
+    from the same resamples)."""
     arrays = _arrays(scored)
-    out: dict[str, Any] = {"n_puzzles": len(scored), "n_cells": int(arrays["n"].sum())}
     specs = {name: (arrays[num], arrays[den] if den else None) for name, (num, den) in METRIC_COLUMNS.items()}
     lenient_specs = {}
     if "lenient_correct" in arrays:
@@ -171,21 +252,24 @@ def summarise(
             f"lenient_{name}": (arrays[num], arrays[den] if den else None) for name, (num, den) in LENIENT_COLUMNS.items()
         }
     cis = bootstrap_cis({**specs, **lenient_specs}, resamples, seed) if with_ci and resamples > 0 else {}
-    for name, (num, den) in METRIC_COLUMNS.items():
-        out[name] = _point(arrays, num, den)
-    if cis:
-        out["ci"] = {name: list(cis[name]) for name in METRIC_COLUMNS}
+    lenient = None
     if lenient_specs:
-        lenient: dict[str, Any] = {name: _point(arrays, num, den) for name, (num, den) in LENIENT_COLUMNS.items()}
-        if cis:
-            lenient["ci"] = {name: list(cis[f"lenient_{name}"]) for name in LENIENT_COLUMNS}
-        out["lenient"] = lenient
-    return out
+        lenient = LenientMetrics(
+            **{name: _point(arrays, num, den) for name, (num, den) in LENIENT_COLUMNS.items()},
+            ci={name: list(cis[f"lenient_{name}"]) for name in LENIENT_COLUMNS} if cis else None,
+        )
+    return Metrics(
+        n_puzzles=len(scored),
+        n_cells=int(arrays["n"].sum()),
+        **{name: _point(arrays, num, den) for name, (num, den) in METRIC_COLUMNS.items()},
+        ci={name: list(cis[name]) for name in METRIC_COLUMNS} if cis else None,
+        lenient=lenient,
+    )
 
 
-def breakdowns(scored: Sequence[Scored], resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+def breakdowns(scored: Sequence[Scored], resamples: int, seed: int) -> dict[str, dict[str, Metrics]]:
     """Metrics per value of N, tissue, disease and source (when the records carry them)."""
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, dict[str, Metrics]] = {}
     for field in GROUP_FIELDS:
         groups: dict[str, list[Scored]] = defaultdict(list)
         for s in scored:
@@ -207,13 +291,14 @@ def evaluate(
     lenient: bool = False,
     by: bool = True,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> EvalResult:
     """The paper's metrics for one set of predictions.
 
-    Returns plain numbers at the top level (``cell_accuracy``, ``batch_accuracy``,
+    Returns an :class:`EvalResult`: ``cell_accuracy``, ``batch_accuracy``,
     ``format_rate``, ``uniqueness``, ``mean_length``, ``mean_reward``, ``n_puzzles``,
-    ``n_cells``), 95% bootstrap intervals under ``ci``, breakdowns under ``by``
-    (``{"n": {"8": {...}}, "tissue": …}``), lenient metrics under ``lenient``.
+    ``n_cells``, 95% bootstrap intervals in ``ci``, breakdowns in ``by``
+    (``{"n": {"8": Metrics}, "tissue": …}``), lenient metrics in ``lenient``. It also
+    reads like its JSON form (``result["by"]["n"]["8"]["cell_accuracy"]``).
     ``tokenizer``: a Hugging Face name/path or tokenizer object → lengths in tokens.
     """
     result, _ = _evaluate_scored(
@@ -224,19 +309,19 @@ def evaluate(
 
 def _evaluate_scored(
     predictions: Predictions, *, tokenizer: Any, bootstrap: int, seed: int, lenient: bool, by: bool, progress: bool = False
-) -> tuple[dict[str, Any], list[Scored]]:
+) -> tuple[EvalResult, list[Scored]]:
     records, name = load_predictions(predictions)
     scored, unit = score_records(
         records, where=name or "predictions", tokenizer=tokenizer, lenient=lenient, progress=progress
     )
-    result: dict[str, Any] = {}
-    if name is not None:
-        result["file"] = name
-    result.update(summarise(scored, bootstrap, seed))
-    result["length_unit"] = unit
-    result["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": LEVEL}
-    if by:
-        result["by"] = breakdowns(scored, bootstrap, seed)
+    metrics = summarise(scored, bootstrap, seed)
+    result = EvalResult(
+        **{f.name: getattr(metrics, f.name) for f in fields(Metrics)},
+        file=name,
+        length_unit=unit,
+        bootstrap={"resamples": bootstrap, "seed": seed, "level": LEVEL},
+        by=breakdowns(scored, bootstrap, seed) if by else None,
+    )
     return result, scored
 
 
@@ -250,11 +335,11 @@ def compare(
     lenient: bool = False,
     by: bool = True,
     progress: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[EvalResult]:
     """:func:`evaluate` for each input, plus ``paired_vs_first`` on inputs 2…k: the
     difference to the first input on the puzzles both share (paired by ``id`` and
     ``sample``), with a paired bootstrap interval and p-value."""
-    if tokenizer is not None and isinstance(tokenizer, (str, os.PathLike)):
+    if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(str(tokenizer))
     results, all_scored = [], []
     for i, item in enumerate(inputs):
@@ -262,12 +347,12 @@ def compare(
             item, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed, lenient=lenient, by=by, progress=progress
         )
         if names is not None:
-            result["file"] = names[i]
-        result.setdefault("file", f"input{i + 1}")
+            result.file = names[i]
+        result.file = result.file or f"input{i + 1}"
         results.append(result)
         all_scored.append(scored)
-    for result, scored in zip(results[1:], all_scored[1:]):
-        result["paired_vs_first"] = paired(all_scored[0], scored, bootstrap, seed, base_name=results[0]["file"])
+    for result, scored in zip(results[1:], all_scored[1:], strict=True):
+        result.paired_vs_first = paired(all_scored[0], scored, bootstrap, seed, base_name=results[0].name)
     return results
 
 

@@ -1,4 +1,4 @@
-"""Per-prediction scores and their aggregation into the paper's metrics (spec §6).
+"""Per-prediction scores and their aggregation into the paper's metrics (``docs/format.md``).
 
 Per prediction (strict, as the released evaluation script):
 
@@ -22,8 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cello1.scoring.parse import split_labels, strict_answer
-from cello1.scoring.reward import INVALID
+from cello1.scoring.reward import INVALID, judge, paper_reward
 
 
 @dataclass
@@ -49,17 +48,12 @@ def word_count(text: str) -> int:
 
 def score_prediction(prediction: str, gold: list[str]) -> tuple[bool, int, bool, float, float]:
     """(valid, correct, exact, uniqueness, reward) of one prediction against gold labels."""
-    answer = strict_answer(prediction)
-    if answer is None or not gold:
-        return False, 0, False, 0.0, INVALID
-    pred = split_labels(answer.lower())
     n = len(gold)
-    correct = sum(p == g.lower() for p, g in zip(pred, gold))
-    distinct = len(set(pred))
-    uniqueness = distinct / len(pred) if pred else 0.0
-    # the RL reward, same rules as cello1.scoring.batch_reward (tests keep them equal)
-    reward = INVALID if len(pred) != n or distinct != n else (correct / n + (correct == n)) / 2
-    return True, correct, correct == n, uniqueness, reward
+    pred, correct = judge(prediction, tuple(g.lower() for g in gold))
+    if pred is None or not gold:
+        return False, 0, False, 0.0, INVALID
+    uniqueness = len(set(pred)) / len(pred) if pred else 0.0
+    return True, correct, correct == n, uniqueness, paper_reward(pred, correct, n)
 
 
 def score_record(

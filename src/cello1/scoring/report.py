@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cello1.scoring.evaluation import EvalResult, Metrics
+
 MAIN_COLUMNS = [
     ("cell_accuracy", "cell acc"),
     ("batch_accuracy", "batch acc"),
@@ -20,73 +22,73 @@ def _pct(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
-def _with_ci(result: dict[str, Any], key: str, ci_source: dict[str, Any] | None = None) -> str:
-    value = result.get(key)
-    ci = (ci_source if ci_source is not None else result).get("ci", {}).get(key)
-    text = _pct(value)
+def _with_ci(result: Any, key: str) -> str:
+    """``value [low, high]`` in % for a metric of a :class:`Metrics`/``LenientMetrics``."""
+    ci = (result.ci or {}).get(key)
+    text = _pct(getattr(result, key))
     if ci and not any(math.isnan(x) for x in ci):
         text += f" [{_pct(ci[0])}, {_pct(ci[1])}]"
     return text
 
 
-def _has_lenient(results: Sequence[dict[str, Any]]) -> bool:
-    return any("lenient" in r for r in results)
+def _groups(result: EvalResult, field: str) -> dict[str, Metrics]:
+    return (result.by or {}).get(field, {})
 
 
-def summary_rows(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def summary_rows(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main table (percentages, 95% CI in brackets)."""
-    unit = results[0].get("length_unit", "words")
-    header = ["input", "puzzles", *(label for _, label in MAIN_COLUMNS), f"length ({unit})", "reward"]
-    lenient = _has_lenient(results)
+    header = ["input", "puzzles", *(label for _, label in MAIN_COLUMNS), f"length ({results[0].length_unit})", "reward"]
+    lenient = any(r.lenient is not None for r in results)
     if lenient:
         header += [label for _, label in LENIENT_COLUMNS]
     rows = []
     for r in results:
-        row = [str(r.get("file", "predictions")), str(r["n_puzzles"])]
+        row = [r.name, str(r.n_puzzles)]
         row += [_with_ci(r, key) for key, _ in MAIN_COLUMNS]
-        row += [f"{r['mean_length']:.1f}", f"{r['mean_reward']:.3f}"]
+        row += [f"{r.mean_length:.1f}", f"{r.mean_reward:.3f}"]
         if lenient:
-            len_res = r.get("lenient", {})
-            row += [_with_ci(len_res, key) for key, _ in LENIENT_COLUMNS]
+            row += ["–" if r.lenient is None else _with_ci(r.lenient, key) for key, _ in LENIENT_COLUMNS]
         rows.append(row)
     return header, rows
 
 
-def by_n_rows(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def by_n_rows(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
     """One row per N; per input "cell acc / batch acc (puzzles)"."""
-    ns = sorted({int(n) for r in results for n in r.get("by", {}).get("n", {})})
-    header = ["N", *(f"{r.get('file', 'predictions')}: cell / batch acc (puzzles)" for r in results)]
+    ns = sorted({int(n) for r in results for n in _groups(r, "n")})
+    header = ["N", *(f"{r.name}: cell / batch acc (puzzles)" for r in results)]
     rows = []
     for n in ns:
         row = [str(n)]
         for r in results:
-            g = r.get("by", {}).get("n", {}).get(str(n))
-            row.append("–" if g is None else f"{_pct(g['cell_accuracy'])} / {_pct(g['batch_accuracy'])} ({g['n_puzzles']})")
+            g = _groups(r, "n").get(str(n))
+            row.append("–" if g is None else f"{_pct(g.cell_accuracy)} / {_pct(g.batch_accuracy)} ({g.n_puzzles})")
         rows.append(row)
     return header, rows
 
 
-def transposed_summary(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def transposed_summary(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
     """The summary with metrics as rows and inputs as columns (narrow terminals)."""
     header, rows = summary_rows(results)
     return ["metric", *(row[0] for row in rows)], [[name, *(row[i] for row in rows)] for i, name in enumerate(header) if i > 0]
 
 
-def group_rows(result: dict[str, Any], field: str) -> tuple[list[str], list[list[str]]]:
+def group_rows(result: EvalResult, field: str) -> tuple[list[str], list[list[str]]]:
+    """One row per value of ``field`` (tissue, disease, source)."""
     header = [field, "puzzles", "cell acc", "batch acc", "format"]
     rows = [
-        [key, str(g["n_puzzles"]), _with_ci(g, "cell_accuracy"), _with_ci(g, "batch_accuracy"), _pct(g["format_rate"])]
-        for key, g in result.get("by", {}).get(field, {}).items()
+        [key, str(g.n_puzzles), _with_ci(g, "cell_accuracy"), _with_ci(g, "batch_accuracy"), _pct(g.format_rate)]
+        for key, g in _groups(result, field).items()
     ]
     return header, rows
 
 
-def paired_rows(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def paired_rows(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
+    """The paired bootstrap of each input against the first."""
     header = ["input", "vs", "pairs", "Δ cell acc [95% CI] (p)", "Δ batch acc [95% CI] (p)", "Δ format (p)"]
     rows = []
-    resamples = results[0].get("bootstrap", {}).get("resamples") or 0
+    resamples = results[0].bootstrap.get("resamples") or 0
     for r in results[1:]:
-        p = r.get("paired_vs_first")
+        p = r.paired_vs_first
         if not p:
             continue
         cells = []
@@ -99,7 +101,7 @@ def paired_rows(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[list
             if key != "format_rate":
                 text += f" [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
             cells.append(f"{text} ({_p_value(d['p_value'], resamples)})")
-        rows.append([str(r.get("file")), str(p.get("baseline")), str(p.get("n_pairs")), *cells])
+        rows.append([r.name, str(p.get("baseline")), str(p.get("n_pairs")), *cells])
     return header, rows
 
 
@@ -110,7 +112,7 @@ def _p_value(p: float, resamples: int) -> str:
     return f"p={p:.3f}"
 
 
-def print_report(results: Sequence[dict[str, Any]], console: Any = None) -> None:
+def print_report(results: Sequence[EvalResult], console: Any = None) -> None:
     """Rich tables on the terminal: summary, by N, by tissue/disease/source, paired."""
     from rich.console import Console
     from rich.table import Table
@@ -135,16 +137,19 @@ def print_report(results: Sequence[dict[str, Any]], console: Any = None) -> None
     show("Paired bootstrap vs the first input (percentage points)", *paired_rows(results))
 
 
+def _md_escape(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(_md_escape, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def to_markdown(results: Sequence[dict[str, Any]]) -> str:
+def to_markdown(results: Sequence[EvalResult]) -> str:
     """The same tables as Markdown."""
-    resamples = results[0].get("bootstrap", {}).get("resamples")
+    resamples = results[0].bootstrap.get("resamples")
     parts = [
         "## Evaluation",
         "",
@@ -166,28 +171,31 @@ def to_markdown(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plot_accuracy_by_n(results: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Cell- and batch-level accuracy vs N, one line per input, 95% CI as error bars."""
-    import matplotlib
+def plot_accuracy_by_n(results: Sequence[EvalResult], path: str | os.PathLike) -> None:
+    """Cell- and batch-level accuracy vs N, one line per input, 95% CI as error bars.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses matplotlib's object API with the Agg canvas, so a notebook's backend is left alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     from cello1.io import atomic_path
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharex=True)
     for r in results:
-        groups = r.get("by", {}).get("n", {})
+        groups = _groups(r, "n")
         ns = sorted(groups, key=int)
-        for ax, key in zip(axes, ("cell_accuracy", "batch_accuracy")):
-            ys = [groups[n][key] for n in ns]
-            cis = [groups[n].get("ci", {}).get(key) for n in ns]
+        for ax, key in zip(axes, ("cell_accuracy", "batch_accuracy"), strict=True):
+            ys = [getattr(groups[n], key) for n in ns]
+            cis = [(groups[n].ci or {}).get(key) for n in ns]
             if all(ci is not None for ci in cis):
-                err = [[y - ci[0] for y, ci in zip(ys, cis)], [ci[1] - y for y, ci in zip(ys, cis)]]
+                err = [[y - ci[0] for y, ci in zip(ys, cis, strict=True)], [ci[1] - y for y, ci in zip(ys, cis, strict=True)]]
             else:
                 err = None
-            ax.errorbar([int(n) for n in ns], ys, yerr=err, marker="o", capsize=3, label=str(r.get("file", "predictions")))
+            ax.errorbar([int(n) for n in ns], ys, yerr=err, marker="o", capsize=3, label=r.name)
     for ax, title in zip(axes, ("Cell-level accuracy", "Batch-level accuracy")):
         ax.set_title(title)
         ax.set_xlabel("N (cells per puzzle)")
@@ -201,4 +209,3 @@ def plot_accuracy_by_n(results: Sequence[dict[str, Any]], path: str | os.PathLik
     suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix, dpi=120)
-    plt.close(fig)

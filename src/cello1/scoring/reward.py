@@ -1,4 +1,4 @@
-"""The batch-level reward (spec §5) and its variants.
+"""The batch-level reward and its variants (``docs/format.md``).
 
 ``batch_reward(completion, gold)`` — the paper's reward:
 
@@ -28,58 +28,61 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from cello1.scoring.parse import gold_labels, is_valid_format, split_labels, strict_answer
+from cello1.errors import InputError
+from cello1.grammar import is_valid_format, parse_gold, split_labels, strict_answer
 
 INVALID = -1.0
 
 
-def _labels_or_none(completion: str, n_gold: int) -> list[str] | None:
-    """Lower-cased predicted labels of a well-formed answer (strict format, N labels,
-    no repeats), else None."""
+def judge(completion: str, gold: tuple[str, ...]) -> tuple[list[str] | None, int]:
+    """The one reading of a completion against lower-cased gold labels.
+
+    Returns the lower-cased predicted labels (``None`` when the strict format check
+    fails) and how many positions equal the gold one. Every reward variant and every
+    metric is computed from these two values.
+    """
     answer = strict_answer(completion)
     if answer is None:
-        return None
+        return None, 0
     labels = split_labels(answer.lower())
-    if len(labels) != n_gold or len(set(labels)) != n_gold:
-        return None
-    return labels
+    return labels, sum(map(str.__eq__, labels, gold))
 
 
-def _n_correct(pred: list[str], gold: tuple[str, ...]) -> int:
-    return sum(map(str.__eq__, pred, gold))
+def well_formed(labels: list[str] | None, n: int) -> bool:
+    """A strictly valid answer with exactly ``n`` labels and no repeat."""
+    return labels is not None and len(labels) == n and len(set(labels)) == n
+
+
+def paper_reward(labels: list[str] | None, correct: int, n: int) -> float:
+    """−1 unless :func:`well_formed`, else (cell accuracy + exact match) / 2."""
+    if not well_formed(labels, n):
+        return INVALID
+    return (correct / n + (correct == n)) / 2
 
 
 @functools.lru_cache(maxsize=16384)
 def _gold_key(gold: str) -> tuple[str, ...]:
     # GRPO scores several rollouts per prompt against one gold string: cache its parse.
-    return tuple(gold_labels(gold.lower()))
+    return tuple(parse_gold(gold.lower()))
 
 
 @functools.lru_cache(maxsize=16384)
 def _gold_key_seq(gold: tuple) -> tuple[str, ...]:
-    return tuple(label.lower() for label in gold_labels(gold))
+    return tuple(label.lower() for label in parse_gold(gold))
 
 
 def _paper(completion: str, gold: tuple[str, ...]) -> float:
-    pred = _labels_or_none(completion, len(gold))
-    if pred is None:
-        return INVALID
-    correct = _n_correct(pred, gold)
-    return (correct / len(gold) + (correct == len(gold))) / 2
+    return paper_reward(*judge(completion, gold), len(gold))
 
 
 def _exact_match(completion: str, gold: tuple[str, ...]) -> float:
-    pred = _labels_or_none(completion, len(gold))
-    if pred is None:
-        return INVALID
-    return float(_n_correct(pred, gold) == len(gold))
+    labels, correct = judge(completion, gold)
+    return float(correct == len(gold)) if well_formed(labels, len(gold)) else INVALID
 
 
 def _cell_accuracy(completion: str, gold: tuple[str, ...]) -> float:
-    pred = _labels_or_none(completion, len(gold))
-    if pred is None:
-        return INVALID
-    return _n_correct(pred, gold) / len(gold)
+    labels, correct = judge(completion, gold)
+    return correct / len(gold) if well_formed(labels, len(gold)) else INVALID
 
 
 def _format(completion: str, gold: tuple[str, ...]) -> float:
@@ -98,7 +101,7 @@ def check_variant(variant: str) -> Callable[[str, tuple[str, ...]], float]:
     try:
         return VARIANTS[variant]
     except KeyError:
-        raise ValueError(f"unknown reward variant {variant!r}; choose one of: {', '.join(VARIANTS)}") from None
+        raise InputError(f"unknown reward variant {variant!r}; choose one of: {', '.join(VARIANTS)}") from None
 
 
 def batch_reward(completion: str, gold: str | list[str], variant: str = "paper") -> float:
@@ -114,7 +117,7 @@ def batch_reward(completion: str, gold: str | list[str], variant: str = "paper")
         try:
             gold_list = _gold_key_seq(tuple(gold))
         except TypeError:  # unhashable items: parse without the cache
-            gold_list = tuple(label.lower() for label in gold_labels(gold))
+            gold_list = tuple(label.lower() for label in parse_gold(gold))
     if not gold_list and variant != "format":
         return INVALID
     if not isinstance(completion, str):
@@ -125,5 +128,5 @@ def batch_reward(completion: str, gold: str | list[str], variant: str = "paper")
 def batch_rewards(completions: list[str], golds: list[str | list[str]], variant: str = "paper") -> list[float]:
     """:func:`batch_reward` over parallel lists."""
     if len(completions) != len(golds):
-        raise ValueError(f"{len(completions)} completions but {len(golds)} gold answers; they must pair up")
+        raise InputError(f"{len(completions)} completions but {len(golds)} gold answers; they must pair up")
     return [batch_reward(c, g, variant) for c, g in zip(completions, golds)]

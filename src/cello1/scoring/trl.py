@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cello1.errors import InputError
 from cello1.scoring.reward import batch_reward, check_variant
 
 GOLD_COLUMNS = ("answer", "ground_truth", "solution")
@@ -48,9 +49,9 @@ def _gold_column(columns: dict[str, Any], n: int) -> list[Any]:
         if columns.get(name) is not None:
             gold = list(columns[name])
             if len(gold) != n:
-                raise ValueError(f"reward: {n} completions but {len(gold)} values in column {name!r}")
+                raise InputError(f"reward: {n} completions but {len(gold)} values in column {name!r}")
             return gold
-    raise ValueError(
+    raise InputError(
         "reward: no gold answer; the dataset needs an 'answer' column holding 'A | B | C' "
         f"(got columns: {', '.join(sorted(columns)) or 'none'})"
     )

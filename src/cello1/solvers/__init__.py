@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from cello1.errors import InputError
 from cello1.solvers.base import Completion, Solver
 
 # name -> "module:Class"; modules import their heavy dependencies only when used.
@@ -24,7 +25,7 @@ SOLVERS: dict[str, str] = {
 
 def solver_class(name: str) -> type[Solver]:
     if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; choose one of: {', '.join(SOLVERS)}")
+        raise InputError(f"unknown solver {name!r}; {{solver}} must be one of: {', '.join(SOLVERS)}", params=["solver"])
     module, cls = SOLVERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -27,12 +27,9 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from cello1.io import InputError
-from cello1.puzzle import ANSWER_SEP, Puzzle
-
-THINK_OPEN = "<think>"
-THINK_TO_ANSWER = "</think>\n<answer>"
-ANSWER_CLOSE = "</answer>"
+from cello1.errors import InputError
+from cello1.grammar import ANSWER_CLOSE, ANSWER_SEP, THINK_OPEN, THINK_TO_ANSWER, render_answer, render_completion
+from cello1.puzzle import Puzzle
 
 
 # ---- tokenised pieces ----------------------------------------------------------------------
@@ -107,7 +104,7 @@ def answer_pieces(tokenizer: Any, puzzle: Puzzle) -> AnswerPieces:
     if puzzle.n > len(puzzle.candidates):
         raise InputError(f"puzzle {puzzle.id}: {puzzle.n} cells but only {len(puzzle.candidates)} candidates")
     if puzzle.n < 2:
-        raise InputError(f"puzzle {puzzle.id}: --constrained needs N >= 2 (a one-item answer has no '|')")
+        raise InputError(f"puzzle {puzzle.id}: {{constrained}} needs N >= 2 (a one-item answer has no '|')", params=["constrained"])
     bad = [c for c in puzzle.candidates if any(ch in c for ch in "|<\n") or c != c.strip()]
     if bad:
         raise InputError(f"puzzle {puzzle.id}: candidate {bad[0]!r} cannot appear in a strict answer ('|', '<', newline or edge spaces)")
@@ -128,8 +125,9 @@ def answer_pieces(tokenizer: Any, puzzle: Puzzle) -> AnswerPieces:
         if _decodes_exactly(tokenizer, pieces, puzzle):
             return pieces
     raise InputError(
-        f"--constrained: the tokenizer cannot spell the candidates of puzzle {puzzle.id} piece by piece "
-        "(decoding changes spaces or characters); run without --constrained (and use --repair)"
+        f"{{constrained}}: the tokenizer cannot spell the candidates of puzzle {puzzle.id} piece by piece "
+        "(decoding changes spaces or characters); run without {constrained} (and use {repair})",
+        params=["constrained", "repair"],
     )
 
 
@@ -142,14 +140,14 @@ def _decodes_exactly(tokenizer: Any, p: AnswerPieces, puzzle: Puzzle) -> bool:
     for i in order[1:]:
         ids += list(p.separator) + list(p.later[i])
     ids += list(p.answer_close)
-    expected = "<think></think>\n<answer>" + ANSWER_SEP.join(puzzle.candidates[i] for i in order) + "</answer>"
+    expected = render_completion("", [puzzle.candidates[i] for i in order])
     if _decode(tokenizer, ids) != expected:
         return False
     # every name as the first item, and every name after a separator
     for c in range(m):
         probe = list(p.think_close) + list(p.first[c]) + list(p.separator) + list(p.later[c]) + list(p.answer_close)
         name = puzzle.candidates[c]
-        if _decode(tokenizer, probe) != f"</think>\n<answer>{name}{ANSWER_SEP}{name}</answer>":
+        if _decode(tokenizer, probe) != THINK_TO_ANSWER + render_answer([name, name]) + ANSWER_CLOSE:
             return False
     return True
 
@@ -202,8 +200,9 @@ class ConstrainedAnswerProcessor(LogitsProcessor):
         for p in pieces:
             if max_new_tokens < p.min_new_tokens():
                 raise InputError(
-                    f"--max-new-tokens {max_new_tokens} is too small for --constrained: this puzzle needs at "
-                    f"least {p.min_new_tokens()} tokens (<think></think> plus its longest possible answer)"
+                    f"{{max_new_tokens}}={max_new_tokens} is too small for {{constrained}}: this puzzle needs at "
+                    f"least {p.min_new_tokens()} tokens (<think></think> plus its longest possible answer)",
+                    params=["max_new_tokens", "constrained"],
                 )
         self.rows = [_Row(pieces=p, queue=list(p.think_open)) for p in pieces for _ in range(num_return_sequences)]
         self.max_new_tokens = max_new_tokens

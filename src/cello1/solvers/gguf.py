@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.solvers.hf import DEFAULT_MAX_NEW_TOKENS
@@ -39,11 +39,11 @@ class GGUFSolver(Solver):
         **unsupported: Any,
     ) -> None:
         if unsupported.pop("constrained", False):
-            raise InputError("--constrained is implemented for --solver hf; with gguf use --repair")
+            raise InputError("{constrained} is implemented for {solver}=hf; with gguf use {repair}", params=["constrained", "solver", "repair"])
         reject_unsupported(self.name, unsupported)
         llama_cpp = import_extra("gguf")
         if not model or not Path(model).is_file():
-            raise InputError(f"the 'gguf' solver needs --model PATH.gguf (got {model!r})")
+            raise InputError(f"the 'gguf' solver needs {{model}}=PATH.gguf (got {model!r})", params=["model"])
         self.model, self.prompt_mode = model, check_prompt_mode(prompt_mode)
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
         self.temperature = resolve_temperature(temperature, self.n)
@@ -53,7 +53,8 @@ class GGUFSolver(Solver):
             model_path=model, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), seed=seed, verbose=False
         )
 
-    def solve_one(self, puzzle: Puzzle, sample: int) -> Completion:
+    def solve_one(self, puzzle: Puzzle, sample: int = 0) -> Completion:
+        """One chat completion; sample ``s`` uses seed ``seed + s``."""
         start = time.perf_counter()
         response = self.llm.create_chat_completion(
             messages=puzzle.messages(self.prompt_mode),
@@ -70,8 +71,6 @@ class GGUFSolver(Solver):
             info={"seconds": time.perf_counter() - start},
         )
 
-    def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
-        return [[self.solve_one(p, s) for s in range(self.n)] for p in puzzles]
-
     def close(self) -> None:
+        """Drop the model."""
         self.llm = None

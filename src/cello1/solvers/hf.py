@@ -15,9 +15,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
+from cello1.grammar import ANSWER_CLOSE, ANSWER_SEP, extract_answer, render_completion, split_labels, think_text
 from cello1.puzzle import Puzzle
-from cello1.solvers.base import Completion, Solver
+from cello1.solvers.base import Ability, Completion, Solver
 from cello1.solvers.llm_common import check_prompt_mode, reject_unsupported, resolve_temperature
 
 DEFAULT_MAX_NEW_TOKENS = 2048  # the paper's test script used 3,500 (GPU); CPU users want less
@@ -31,7 +32,7 @@ def resolve_model_path(model: str) -> tuple[str, str | None]:
     """``model`` → (what ``from_pretrained`` gets, ``gguf_file`` or None)."""
     path = Path(model).expanduser()
     if model.startswith(("/", ".", "~")) and not path.exists():
-        raise InputError(f"{model}: no such file or folder; check the --model path")
+        raise InputError(f"{model}: no such file or folder; check the {{model}} path", params=["model"])
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
             raise InputError(f"{model}: no such .gguf file; check the path")
@@ -42,7 +43,7 @@ def resolve_model_path(model: str) -> tuple[str, str | None]:
             return str(path), ggufs[0].name
         if not ggufs:
             raise InputError(f"{model}: folder has no config.json and no .gguf file; is it a transformers model folder?")
-        raise InputError(f"{model}: folder holds several .gguf files; pass one file with --model")
+        raise InputError(f"{model}: folder holds several .gguf files; pass one file with {{model}}", params=["model"])
     return model, None
 
 
@@ -51,7 +52,7 @@ def auto_device(device: str | None) -> str:
 
     if device:
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+            raise InputError(f"{{device}}={device}: no CUDA GPU is available here; use {{device}}=cpu", params=["device"])
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -62,7 +63,7 @@ def auto_dtype(dtype: str | None, device: str) -> Any:
 
     if dtype:
         if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-            raise InputError(f"--dtype {dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
+            raise InputError(f"{{dtype}} {dtype!r} is not a torch dtype; use float32, bfloat16 or float16", params=["dtype"])
         return getattr(torch, dtype)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -73,6 +74,7 @@ class HFSolver(Solver):
     """Batched ``generate`` with a chat template; greedy (default) or sampling; ``n`` samples."""
 
     name = "hf"
+    abilities = frozenset({Ability.CANDIDATE_SCORES})
 
     def __init__(
         self,
@@ -96,19 +98,19 @@ class HFSolver(Solver):
     ) -> None:
         reject_unsupported(self.name, unsupported)
         if model is None:
-            raise InputError("the 'hf' solver needs --model (a hub id, a local folder or a .gguf file)")
+            raise InputError("the 'hf' solver needs {model} (a hub id, a local folder or a .gguf file)", params=["model"])
         if threads is not None:
             import torch
 
             if threads < 1:
-                raise InputError(f"--threads must be at least 1, not {threads}")
+                raise InputError(f"{{threads}} must be at least 1, not {threads}", params=["threads"])
             torch.set_num_threads(int(threads))  # CPU: fewer threads can be faster on a busy machine
         self.prompt_mode = check_prompt_mode(prompt_mode)
         self.n = int(n)
         self.temperature = resolve_temperature(temperature, self.n)
         self.top_p = top_p
         if max_new_tokens < 1 or batch_size < 1:
-            raise InputError("--max-new-tokens and --batch-size must be at least 1")
+            raise InputError("{max_new_tokens} and {batch_size} must be at least 1", params=["max_new_tokens", "batch_size"])
         self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
         self.constrained, self.seed = bool(constrained), int(seed)
         self._banned = None
@@ -153,7 +155,8 @@ class HFSolver(Solver):
         if not getattr(tok, "chat_template", None):
             raise InputError(
                 f"the tokenizer of {self.model!r} has no chat template; use an instruct/chat model, or pass "
-                "--chat-template FILE (a Jinja template) or --chat-template plain"
+                "{chat_template} FILE (a Jinja template) or {chat_template} plain",
+                params=["chat_template"],
             )
 
     # ---- generation ----------------------------------------------------------------------
@@ -243,13 +246,8 @@ class HFSolver(Solver):
 
         import torch
 
-        from cello1.puzzle import ANSWER_SEP
-        from cello1.scoring import extract_answer, split_labels
-
-        text = completion.text
-        think = text.split("</think>")[0] if "</think>" in text else text.split("<answer>")[0]
-        labels = split_labels(extract_answer(text))
-        base = self.prompt(puzzle) + "<think>" + think.replace("<think>", "") + "</think>\n<answer>"
+        labels = split_labels(extract_answer(completion.text))
+        base = self.prompt(puzzle) + render_completion(think_text(completion.text), "").removesuffix(ANSWER_CLOSE)
         encode = lambda s: self.tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
         device, pad, m = self.hf_model.device, self.tokenizer.pad_token_id, len(puzzle.candidates)
         scores = []
@@ -264,7 +262,7 @@ class HFSolver(Solver):
                         use_cache=True,
                     )
                     cache, last = step.past_key_values, step.logits[:, -1:]
-                ending = ANSWER_SEP.rstrip() if i + 1 < puzzle.n else "</answer>"
+                ending = ANSWER_SEP.rstrip() if i + 1 < puzzle.n else ANSWER_CLOSE
                 conts = [encode(c + ending) for c in puzzle.candidates]
                 width = max(len(c) for c in conts)
                 # right padding is harmless: causal attention never lets a real token see it

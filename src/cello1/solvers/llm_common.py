@@ -5,18 +5,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 
 # --solver name -> the pip extra that provides its engine
 EXTRAS = {"vllm": ("vllm", "vLLM"), "gguf": ("llama_cpp", "llama-cpp-python")}
 
 
 def reject_unsupported(solver: str, options: dict[str, Any]) -> None:
-    """Solver constructors call this with the options they do not know (contract: a clear
-    ValueError, naming the option as the CLI spells it)."""
+    """Solver constructors call this with the options they do not know: a clear error
+    naming each option (as the CLI spells it, from the CLI)."""
     if options:
-        names = ", ".join("--" + k.replace("_", "-") for k in sorted(options))
-        raise InputError(f"solver {solver!r} does not support option(s) {names}; drop them or pick another --solver")
+        names = ", ".join(f"{{{k}}}" for k in sorted(options))
+        raise InputError(
+            f"solver {solver!r} does not support option(s) {names}; drop them or pick another {{solver}}",
+            params=[*sorted(options), "solver"],
+        )
 
 
 def import_extra(solver: str) -> Any:
@@ -33,17 +36,17 @@ def import_extra(solver: str) -> Any:
 def resolve_temperature(temperature: float | None, n: int) -> float:
     """Greedy for one sample; sampling at 0.7 when several samples are asked for."""
     if n < 1:
-        raise InputError(f"--n must be at least 1, not {n}")
+        raise InputError(f"{{n}} must be at least 1, not {n}", params=["n"])
     if temperature is None:
         return 0.0 if n == 1 else 0.7
     if temperature < 0:
-        raise InputError(f"--temperature must be >= 0, not {temperature}")
+        raise InputError(f"{{temperature}} must be >= 0, not {temperature}", params=["temperature"])
     if temperature == 0 and n > 1:
-        raise InputError("--n > 1 needs sampling: set --temperature > 0 (e.g. 0.7)")
+        raise InputError("{n} > 1 needs sampling: set {temperature} > 0 (e.g. 0.7)", params=["n", "temperature"])
     return float(temperature)
 
 
 def check_prompt_mode(prompt_mode: str) -> str:
     if prompt_mode not in ("system", "user"):
-        raise InputError(f"--prompt-mode must be 'system' or 'user', not {prompt_mode!r}")
+        raise InputError(f"{{prompt_mode}} must be 'system' or 'user', not {prompt_mode!r}", params=["prompt_mode"])
     return prompt_mode

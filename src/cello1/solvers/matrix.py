@@ -25,16 +25,17 @@ Gene-profile scoring shared by the marker and reference solvers
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from cello1.knowledge import normalise_gene
-from cello1.puzzle import Puzzle, render_completion
-from cello1.solvers.assignment import argmax_assignment, optimal_assignment
-from cello1.solvers.base import Completion, Solver
+from cello1.assignment import argmax_assignment, optimal_assignment
+from cello1.errors import InputError
+from cello1.grammar import render_completion
+from cello1.genes import normalise_gene
+from cello1.puzzle import Puzzle
+from cello1.solvers.base import Ability, Completion, Solver
 
 ASSIGNMENTS = ("hungarian", "none")
 # Runner options every matrix solver accepts (and ignores when meaningless).
@@ -95,30 +96,31 @@ def check_options(solver: str, options: Mapping[str, Any], allowed: set[str]) ->
     """Reject runner options the solver does not support, with a clear message."""
     bad = sorted(set(options) - allowed - COMMON_OPTIONS)
     if bad:
-        raise ValueError(
+        raise InputError(
             f"solver {solver!r} does not support option(s): {', '.join(bad)}; "
             f"it accepts: {', '.join(sorted(allowed)) or 'none'}"
         )
 
 
 class MatrixSolver(Solver):
-    """Base class: implement :meth:`score_matrix`; assignment and output are shared."""
+    """Base class: implement :meth:`score_matrix` (and :meth:`evidence`); assignment and
+    output are shared."""
 
     name: ClassVar[str] = "matrix"
+    abilities: ClassVar[frozenset[Ability]] = frozenset({Ability.SCORE_MATRIX, Ability.EVIDENCE})
 
-    def __init__(self, assignment: str = "hungarian", n: int = 1, **options: Any):
+    def __init__(self, assignment: str = "hungarian", n: int = 1, **options: Any) -> None:
         check_options(self.name, options, set())
         if assignment not in ASSIGNMENTS:
-            raise ValueError(f"assignment must be one of {', '.join(ASSIGNMENTS)}, not {assignment!r}")
+            raise InputError(f"{{assignment}} must be one of {', '.join(ASSIGNMENTS)}, not {assignment!r}", params=["assignment"])
         if int(n) != 1:
-            raise ValueError(f"solver {self.name!r} is deterministic: use n=1 (got n={n})")
+            raise InputError(f"solver {self.name!r} is deterministic: use {{n}}=1 (got {n})", params=["n"])
         self.assignment = assignment
         self.batch_size = int(options.get("batch_size", 64) or 64)
 
-    # ---- to implement ------------------------------------------------------------------
-    @abstractmethod
     def score_matrix(self, puzzle: Puzzle) -> np.ndarray:
         """Cells × candidates scores (higher = better); rectangular puzzles allowed."""
+        raise NotImplementedError
 
     def evidence(self, puzzle: Puzzle, cell: int, candidate: int) -> str:
         """A short phrase saying why ``cell`` looks like ``candidate`` (for the think part)."""
@@ -129,17 +131,14 @@ class MatrixSolver(Solver):
         """Candidate column per cell. Hungarian leaves extra cells (more cells than
         candidates) unassigned; those take their best column."""
         if scores.shape[1] == 0:
-            raise ValueError("puzzle has no candidate cell types")
+            raise InputError("the puzzle has no candidate cell types")
         if self.assignment == "none":
             return argmax_assignment(scores)
         best = argmax_assignment(scores)
         return [b if c is None else c for c, b in zip(optimal_assignment(scores), best, strict=True)]
 
-    def solve_one(self, puzzle: Puzzle) -> Completion:
-        scores = np.asarray(self.score_matrix(puzzle), dtype=float)
-        expected = (puzzle.n, len(puzzle.candidates))
-        if scores.shape != expected:
-            raise RuntimeError(f"{type(self).__name__}.score_matrix returned {scores.shape}, expected {expected}")
+    def complete(self, puzzle: Puzzle, scores: np.ndarray) -> Completion:
+        """The strict-format completion for a score matrix: assignment + explanation."""
         columns = self.assign(scores)
         labels = [puzzle.candidates[c] for c in columns]
         return Completion(
@@ -148,10 +147,12 @@ class MatrixSolver(Solver):
             info={"assignment": self.assignment},
         )
 
-    def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
-        return [[self.solve_one(p)] for p in puzzles]
+    def solve_one(self, puzzle: Puzzle, sample: int = 0) -> Completion:
+        """Score, assign and explain (deterministic: every sample is the same)."""
+        return self.complete(puzzle, self.checked_scores(puzzle))
 
     def explain(self, puzzle: Puzzle, scores: np.ndarray, columns: list[int]) -> str:
+        """The think part: the method, then one sentence of evidence per cell."""
         how = (
             "the best one-to-one assignment (Hungarian algorithm) over all cells"
             if self.assignment == "hungarian"
@@ -165,6 +166,7 @@ class MatrixSolver(Solver):
         return "\n".join(lines)
 
     def settings(self) -> dict[str, Any]:
+        """The base settings plus the assignment rule."""
         return {**super().settings(), "assignment": self.assignment}
 
 

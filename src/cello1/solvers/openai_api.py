@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
-from cello1.solvers.base import Completion, Solver
+from cello1.solvers.base import Ability, Completion, Solver
 from cello1.solvers.llm_common import check_prompt_mode, reject_unsupported, resolve_temperature
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -49,6 +49,7 @@ class OpenAISolver(Solver):
     """
 
     name = "openai"
+    abilities = frozenset({Ability.STREAMING})
 
     def __init__(
         self,
@@ -74,12 +75,12 @@ class OpenAISolver(Solver):
     ) -> None:
         reject_unsupported(self.name, unsupported)
         if not model:
-            raise InputError("the 'openai' solver needs --model (the model name the endpoint serves)")
+            raise InputError("the 'openai' solver needs {model} (the model name the endpoint serves)", params=["model"])
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         self.api_key = os.environ.get(api_key_env)
         if not self.api_key and self.base_url == OPENAI_URL:
-            raise InputError(f"no API key: set the environment variable {api_key_env} (or pass --api-key-env NAME)")
+            raise InputError(f"no API key: set the environment variable {api_key_env} (or pass {{api_key_env}}=NAME)", params=["api_key_env"])
         self.prompt_mode = check_prompt_mode(prompt_mode)
         self.n = int(n)
         resolve_temperature(temperature, self.n)  # validates the combination
@@ -88,7 +89,7 @@ class OpenAISolver(Solver):
             self.temperature = 0.7
         self.max_new_tokens = max_new_tokens
         if concurrency < 1:
-            raise InputError(f"--concurrency must be at least 1, not {concurrency}")
+            raise InputError(f"{{concurrency}} must be at least 1, not {concurrency}", params=["concurrency"])
         self.concurrency = int(concurrency)
         self.batch_size = int(batch_size or 4 * self.concurrency)
         self.reasoning_effort = reasoning_effort
@@ -99,6 +100,7 @@ class OpenAISolver(Solver):
 
     # ---- Solver interface ----------------------------------------------------------------
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
+        """All puzzles, ``concurrency`` requests at a time."""
         results: list[list[Completion]] = [[] for _ in puzzles]
         for index, completions in self.iter_solve(puzzles):
             results[index] = completions
@@ -107,7 +109,7 @@ class OpenAISolver(Solver):
     def iter_solve(self, puzzles: list[Puzzle]) -> Iterator[tuple[int, list[Completion]]]:
         """(index, completions) in the order requests finish, ``concurrency`` at a time."""
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cello1-openai")
-        futures = {pool.submit(self.solve_one, p): i for i, p in enumerate(puzzles)}
+        futures = {pool.submit(self.request, p): i for i, p in enumerate(puzzles)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -116,10 +118,12 @@ class OpenAISolver(Solver):
             pool.shutdown(wait=False, cancel_futures=True)
 
     def settings(self) -> dict[str, Any]:
+        """The base settings plus the endpoint, prompt mode and samples."""
         return {**super().settings(), "base_url": self.base_url, "prompt_mode": self.prompt_mode, "n": self.n}
 
     # ---- one puzzle ----------------------------------------------------------------------
     def request_body(self, puzzle: Puzzle) -> dict[str, Any]:
+        """The JSON body of the chat-completions request for ``puzzle``."""
         body: dict[str, Any] = {"model": self.model, "messages": puzzle.messages(self.prompt_mode)}
         if self.n > 1:
             body["n"] = self.n
@@ -132,14 +136,17 @@ class OpenAISolver(Solver):
         body.update(self.extra_body)
         return body
 
-    def solve_one(self, puzzle: Puzzle) -> list[Completion]:
+    def request(self, puzzle: Puzzle) -> list[Completion]:
+        """The ``n`` completions of one puzzle from one request (retried); a failure
+        that persists becomes an error completion."""
         start = time.perf_counter()
         try:
             response = self._post_with_retries(self.request_body(puzzle))
         except APIError as exc:
             if exc.status in FATAL_STATUS:
                 raise InputError(
-                    f"{self.base_url}: HTTP {exc.status} ({exc}); check --base-url, --model and the API key variable"
+                    f"{self.base_url}: HTTP {exc.status} ({exc}); check {{base_url}}, {{model}} and the API key variable",
+                    params=["base_url", "model"],
                 ) from None
             seconds = time.perf_counter() - start
             return [Completion(text="", error=str(exc), info={"seconds": seconds}) for _ in range(self.n)]

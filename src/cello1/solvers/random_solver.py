@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
+from cello1.solvers.base import Completion
 from cello1.solvers.matrix import MatrixSolver, check_options
 
 
@@ -22,34 +24,29 @@ class RandomSolver(MatrixSolver):
 
     name: ClassVar[str] = "random"
 
-    def __init__(self, seed: int = 0, assignment: str = "hungarian", n: int = 1, **options: Any):
+    def __init__(self, seed: int = 0, assignment: str = "hungarian", n: int = 1, **options: Any) -> None:
         check_options(self.name, options, {"seed", "assignment", "n"})
         super().__init__(assignment=assignment, **options)
         self.seed = int(seed)
         self.n = int(n)
         if self.n < 1:
-            raise ValueError(f"n must be at least 1, not {n}")
-        self._sample = 0
+            raise InputError(f"{{n}} must be at least 1, not {n}", params=["n"])
 
     def _rng(self, puzzle: Puzzle, sample: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(puzzle.id.encode("utf-8")), sample])
 
-    def score_matrix(self, puzzle: Puzzle) -> np.ndarray:
-        return self._rng(puzzle, self._sample).random((puzzle.n, len(puzzle.candidates)))
+    def score_matrix(self, puzzle: Puzzle, sample: int = 0) -> np.ndarray:
+        """Uniform random scores, seeded by the puzzle id and the sample."""
+        return self._rng(puzzle, sample).random((puzzle.n, len(puzzle.candidates)))
 
     def evidence(self, puzzle: Puzzle, cell: int, candidate: int) -> str:
+        """Random choices have no evidence."""
         return "chosen at random"
 
-    def solve_batch(self, puzzles: list[Puzzle]) -> list[list]:
-        out = []
-        for puzzle in puzzles:
-            samples = []
-            for sample in range(self.n):
-                self._sample = sample
-                samples.append(self.solve_one(puzzle))
-            out.append(samples)
-        self._sample = 0
-        return out
+    def solve_one(self, puzzle: Puzzle, sample: int = 0) -> Completion:
+        """One random permutation (or, with ``assignment="none"``, random labels)."""
+        return self.complete(puzzle, self.score_matrix(puzzle, sample))
 
     def settings(self) -> dict[str, Any]:
+        """The base settings plus the seed."""
         return {**super().settings(), "seed": self.seed}

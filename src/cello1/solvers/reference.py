@@ -26,17 +26,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cello1.io import InputError
-from cello1.knowledge import knowledge_base, normalise_gene
+from cello1.errors import InputError
+from cello1.genes import normalise_gene
+from cello1.knowledge import knowledge_base
 from cello1.puzzle import Puzzle
 from cello1.solvers.matrix import MatrixSolver, cell_gene_weights, check_options, standardise_columns
+from cello1.vocabulary import label_key
 
 EPSILON = 0.05  # smoothing of the listing frequencies (chosen on the embedded data)
-
-
-def label_key(label: str) -> str:
-    """Case- and whitespace-insensitive label key."""
-    return " ".join(label.casefold().split())
 
 
 class ReferenceSolver(MatrixSolver):
@@ -45,7 +42,9 @@ class ReferenceSolver(MatrixSolver):
     name: ClassVar[str] = "reference"
     epsilon: float = EPSILON
 
-    def __init__(self, train: str | os.PathLike | Sequence[Puzzle] | None = None, assignment: str = "hungarian", **options: Any):
+    def __init__(
+        self, train: str | os.PathLike | Sequence[Puzzle] | None = None, assignment: str = "hungarian", **options: Any
+    ) -> None:
         check_options(self.name, options, {"train", "assignment", "n"})
         super().__init__(assignment=assignment, **options)
         self.frequencies: dict[str, dict[str, float]] = {}
@@ -53,7 +52,7 @@ class ReferenceSolver(MatrixSolver):
         self._cache: tuple[Any, list[str], np.ndarray] | None = None  # last puzzle's log-ratios
         if train is None:
             # fail before the runner opens any output file
-            raise InputError("the reference solver needs training puzzles: pass train=TRAIN.jsonl (CLI: --train TRAIN.jsonl)")
+            raise InputError("the reference solver needs training puzzles: pass {train}=TRAIN.jsonl", params=["train"])
         puzzles = _load(train)
         self.train_source = str(train) if isinstance(train, (str, os.PathLike)) else f"{len(puzzles)} puzzles"
         self.fit(puzzles)
@@ -119,7 +118,7 @@ class ReferenceSolver(MatrixSolver):
 
     def score_matrix(self, puzzle: Puzzle) -> np.ndarray:
         if not self.frequencies:
-            raise InputError("reference solver is not fitted: pass train=TRAIN.jsonl (CLI: --train TRAIN.jsonl)")
+            raise InputError("the reference solver is not fitted: pass {train}=TRAIN.jsonl", params=["train"])
         genes, L = self.log_ratios(puzzle)
         index = {g: j for j, g in enumerate(genes)}
         X = np.zeros((puzzle.n, len(genes)))
@@ -163,4 +162,4 @@ def _load(train: str | os.PathLike | Sequence[Puzzle]) -> list[Puzzle]:
     return list(train)
 
 
-__all__ = ["ReferenceSolver", "label_key"]
+__all__ = ["ReferenceSolver"]

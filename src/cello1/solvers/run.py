@@ -13,11 +13,12 @@ Guarantees (``out`` given):
   mid-write), it is first rewritten atomically with only the records that stay, so new
   records are only ever appended for pairs that are not in the file.
 
-Records hold ``id``, ``answer`` (gold string or null), ``prediction`` (raw text),
-``assignment`` (strictly parsed labels or null), ``solver``, ``model``, ``seconds``,
-``prompt_tokens``, ``completion_tokens``, ``error``, ``sample`` and the puzzle's ``n``,
-``tissue``, ``disease``, ``source``, ``donor``; with ``repair=True`` also
-``repaired_assignment`` and ``repair_method`` (``prediction``/``assignment`` untouched).
+Each line is a :class:`~cello1.prediction.Prediction` record: ``id``, ``answer`` (gold
+string or null), ``prediction`` (raw text), ``assignment`` (strictly parsed labels or
+null), ``solver``, ``model``, ``seconds``, ``prompt_tokens``, ``completion_tokens``,
+``error``, ``sample`` and the puzzle's ``n``, ``tissue``, ``disease``, ``source``,
+``donor``; with ``repair=True`` also ``repaired_assignment`` and ``repair_method``
+(``prediction``/``assignment`` untouched).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError, atomic_path, read_puzzles
+from cello1.errors import InputError
+from cello1.io import atomic_path, read_puzzles
+from cello1.prediction import Prediction
 from cello1.puzzle import Puzzle
 from cello1.solvers import get_solver
-from cello1.solvers.base import Completion, Solver
+from cello1.solvers.base import Ability, Completion, Solver
 
 Key = tuple[str, int]
 
@@ -53,8 +56,8 @@ def solve(
     progress: bool = True,
     limit: int | None = None,
     **solver_options: Any,
-) -> list[dict[str, Any]]:
-    """Solve puzzles with any solver; returns the records of this run's puzzles in input
+) -> list[Prediction]:
+    """Solve puzzles with any solver; returns the predictions of this run's puzzles in input
     order (including ones finished by an earlier run of the same ``out`` file).
 
     ``shard=(i, n)`` (or ``"i/n"``) keeps the puzzles whose id hashes to ``i`` of ``n``
@@ -75,6 +78,7 @@ def solve(
 
 
 def load_puzzles(puzzles: list[Puzzle] | str | os.PathLike) -> list[Puzzle]:
+    """Puzzles from a file or a list of :class:`Puzzle`."""
     if isinstance(puzzles, str | os.PathLike):
         return read_puzzles(puzzles)
     puzzles = list(puzzles)
@@ -91,11 +95,11 @@ def parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
         try:
             i, n = (int(x) for x in shard.split("/"))
         except ValueError:
-            raise InputError(f"--shard must look like i/n (e.g. 0/4), not {shard!r}") from None
+            raise InputError(f"{{shard}} must look like i/n (e.g. 0/4), not {shard!r}", params=["shard"]) from None
     else:
         i, n = shard
     if not (n >= 1 and 0 <= i < n):
-        raise InputError(f"--shard {i}/{n}: need 0 <= i < n")
+        raise InputError(f"{{shard}} {i}/{n}: need 0 <= i < n", params=["shard"])
     return i, n
 
 
@@ -105,13 +109,14 @@ def shard_of(puzzle_id: str, n_shards: int) -> int:
 
 
 def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | None = None) -> list[Puzzle]:
+    """The first ``limit`` puzzles, then those of shard ``i/n``; ids must be unique."""
     ids = [p.id for p in puzzles]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"puzzle id {dup!r} occurs more than once; ids must be unique to resume runs")
     if limit is not None:
         if limit < 0:
-            raise InputError(f"--limit must be >= 0, not {limit}")
+            raise InputError(f"{{limit}} must be >= 0, not {limit}", params=["limit"])
         puzzles = puzzles[:limit]
     parsed = parse_shard(shard)
     if parsed is not None:
@@ -120,11 +125,11 @@ def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | Non
     return puzzles
 
 
-def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, dict[str, Any]], bool]:
-    """Existing records keyed by ``(id, sample)``, the latest line winning, and whether
+def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, Prediction], bool]:
+    """Existing predictions keyed by ``(id, sample)``, the latest line winning, and whether
     the file needs compaction (duplicates or unreadable lines such as a truncated tail)."""
     path = Path(path)
-    records: dict[Key, dict[str, Any]] = {}
+    records: dict[Key, Prediction] = {}
     dirty = False
     if not path.exists():
         return records, dirty
@@ -136,9 +141,9 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, dict[str, Any]]
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-            key = (str(rec["id"]), int(rec.get("sample") or 0))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            rec = Prediction.from_record(json.loads(line))
+            key = rec.key
+        except (json.JSONDecodeError, TypeError, ValueError):
             if lineno < len(lines):
                 print(f"warning: {path}:{lineno}: unreadable line dropped", file=sys.stderr)
             dirty = True
@@ -153,14 +158,14 @@ def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, dict[str, Any]]
 
 def _run(
     puzzles: list[Puzzle], solver: Solver, out: str | os.PathLike | None, *, repair: bool, progress: bool
-) -> list[dict[str, Any]]:
-    n_samples = max(1, int(getattr(solver, "n", 1) or 1))
-    done: dict[Key, dict[str, Any]] = {}
+) -> list[Prediction]:
+    n_samples = max(1, int(solver.n or 1))
+    done: dict[Key, Prediction] = {}
     writer = None
     if out is not None:
         done, writer = _open_output(Path(out), puzzles, solver, n_samples, repair=repair)
     pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
-    fresh: dict[Key, dict[str, Any]] = {}
+    fresh: dict[Key, Prediction] = {}
     bar = _Progress(len(pending), progress)
     try:
         for puzzle, completions, seconds in _iter_completions(solver, pending):
@@ -168,7 +173,7 @@ def _run(
                 key = (puzzle.id, sample)
                 if not _needs_run(done.get(key)):
                     continue  # finished by an earlier run; keep that record
-                rec = make_record(puzzle, completion, solver, sample, seconds, repair=repair)
+                rec = make_prediction(puzzle, completion, solver, sample, seconds, repair=repair)
                 if writer is not None:
                     writer.write(rec)
                 fresh[key] = rec
@@ -181,16 +186,16 @@ def _run(
     return [merged[(p.id, s)] for p in puzzles for s in range(n_samples) if (p.id, s) in merged]
 
 
-def _needs_run(record: dict[str, Any] | None) -> bool:
-    return record is None or record.get("error") is not None
+def _needs_run(record: Prediction | None) -> bool:
+    return record is None or record.failed
 
 
 def _open_output(
     path: Path, puzzles: list[Puzzle], solver: Solver, n_samples: int, *, repair: bool
-) -> tuple[dict[Key, dict[str, Any]], _Appender]:
+) -> tuple[dict[Key, Prediction], _Appender]:
     """Read what an earlier run finished; drop records this run will redo; compact if needed."""
     if path.is_dir():
-        raise InputError(f"-o {path} is a folder; give a file name such as {path / 'pred.jsonl'}")
+        raise InputError(f"{{out}}={path} is a folder; give a file name such as {path / 'pred.jsonl'}", params=["out"])
     existing, dirty = read_predictions(path)
     wanted = {(p.id, s) for p in puzzles for s in range(n_samples)}
     _check_same_solver(path, [rec for k, rec in existing.items() if k in wanted], solver)
@@ -201,32 +206,32 @@ def _open_output(
     if dirty or retry:
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for rec in kept.values():
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(rec.to_record(), ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
     return {k: rec for k, rec in kept.items() if k in wanted}, _Appender(path)
 
 
-def _check_same_solver(path: Path, records: list[dict[str, Any]], solver: Solver) -> None:
+def _check_same_solver(path: Path, records: list[Prediction], solver: Solver) -> None:
     """Resuming into a file written by another solver or model would mix two runs."""
     for rec in records:
-        if (rec.get("solver"), rec.get("model")) != (solver.name, solver.model):
+        if (rec.solver, rec.model) != (solver.name, solver.model):
             raise InputError(
-                f"{path} already holds predictions of solver {rec.get('solver')!r} (model {rec.get('model')!r}), "
-                f"not {solver.name!r} (model {solver.model!r}); write to another -o file"
+                f"{path} already holds predictions of solver {rec.solver!r} (model {rec.model!r}), "
+                f"not {solver.name!r} (model {solver.model!r}); write to another {{out}} file",
+                params=["out"],
             )
 
 
-def _add_missing_repairs(records: dict[Key, dict[str, Any]], puzzles: dict[str, Puzzle]) -> bool:
+def _add_missing_repairs(records: dict[Key, Prediction], puzzles: dict[str, Puzzle]) -> bool:
     """Records finished by a run without --repair get their repair now (string similarity:
     score matrices are not stored). Returns whether any record changed."""
     from cello1.solvers.repair import repair_completion
 
     changed = False
     for (pid, _), rec in records.items():
-        if pid in puzzles and "repair_method" not in rec and rec.get("error") is None:
-            fixed, method = repair_completion(puzzles[pid], Completion(text=rec.get("prediction") or ""))
-            rec["repaired_assignment"], rec["repair_method"] = fixed, method
+        if pid in puzzles and not rec.repaired and not rec.failed:
+            rec.set_repair(*repair_completion(puzzles[pid], Completion(text=rec.prediction)))
             changed = True
     return changed
 
@@ -238,9 +243,9 @@ class _Appender:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8")
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, prediction: Prediction) -> None:
         # one write call per record, so a kill leaves at most one cut line at the end
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.write(json.dumps(prediction.to_record(), ensure_ascii=False) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -251,10 +256,10 @@ class _Appender:
 def _iter_completions(solver: Solver, puzzles: list[Puzzle]) -> Iterator[tuple[Puzzle, list[Completion], float]]:
     """(puzzle, its n completions, seconds per puzzle) as soon as each is ready.
 
-    Solvers with ``iter_solve`` (e.g. the concurrent API client) yield puzzles as they
-    finish; the others are called batch by batch with ``solve_batch``.
+    Streaming solvers (e.g. the concurrent API client) yield puzzles as they finish;
+    the others are called batch by batch with ``solve_batch``.
     """
-    if hasattr(solver, "iter_solve"):
+    if solver.supports(Ability.STREAMING):
         last = time.perf_counter()
         for index, completions in solver.iter_solve(puzzles):
             now = time.perf_counter()
@@ -262,7 +267,7 @@ def _iter_completions(solver: Solver, puzzles: list[Puzzle]) -> Iterator[tuple[P
             yield puzzles[index], completions, now - last if timed is None else timed
             last = now
         return
-    batch_size = max(1, int(getattr(solver, "batch_size", 1) or 1))
+    batch_size = max(1, int(solver.batch_size or 1))
     for lo in range(0, len(puzzles), batch_size):
         batch = puzzles[lo : lo + batch_size]
         start = time.perf_counter()
@@ -272,7 +277,7 @@ def _iter_completions(solver: Solver, puzzles: list[Puzzle]) -> Iterator[tuple[P
             raise  # a setting is wrong: every batch would fail the same way
         except Exception as exc:  # noqa: BLE001 - recorded per puzzle and retried on rerun
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            results = [[Completion(text="", error=message)] * int(getattr(solver, "n", 1) or 1) for _ in batch]
+            results = [[Completion(text="", error=message)] * max(1, int(solver.n or 1)) for _ in batch]
         if len(results) != len(batch):
             raise RuntimeError(f"solver {solver.name!r} returned {len(results)} results for {len(batch)} puzzles")
         seconds = (time.perf_counter() - start) / len(batch)
@@ -280,49 +285,40 @@ def _iter_completions(solver: Solver, puzzles: list[Puzzle]) -> Iterator[tuple[P
             yield puzzle, completions, seconds
 
 
-def make_record(
+def make_prediction(
     puzzle: Puzzle, completion: Completion, solver: Solver, sample: int, seconds: float, *, repair: bool = False
-) -> dict[str, Any]:
-    from cello1.scoring import parse_prediction
-
-    failed = completion.error is not None
-    rec: dict[str, Any] = {
-        "id": puzzle.id,
-        "answer": puzzle.answer_str,
-        "prediction": completion.text,
-        "assignment": None if failed else parse_prediction(completion.text),
-        "solver": solver.name,
-        "model": solver.model,
-        "seconds": round(float(seconds), 4),
-        "prompt_tokens": completion.prompt_tokens,
-        "completion_tokens": completion.completion_tokens,
-        "error": completion.error,
-        "sample": sample,
-        "n": puzzle.n,
-        "tissue": puzzle.tissue,
-        "disease": puzzle.disease,
-        "source": puzzle.source,
-        "donor": puzzle.donor,
-    }
+) -> Prediction:
+    """The :class:`Prediction` of one completion (repaired too when ``repair``)."""
+    prediction = Prediction.of(
+        puzzle,
+        completion.text,
+        solver=solver.name,
+        model=solver.model,
+        seconds=round(float(seconds), 4),
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        error=completion.error,
+        sample=sample,
+    )
     if repair:
         from cello1.solvers.repair import repair_completion
 
-        if not failed:
-            completion = _with_likelihood_scores(solver, puzzle, completion, rec["assignment"])
-        fixed, method = (None, None) if failed else repair_completion(puzzle, completion)
-        rec["repaired_assignment"] = fixed
-        rec["repair_method"] = method
-    return rec
+        if prediction.failed:
+            prediction.set_repair(None, None)
+        else:
+            completion = _with_likelihood_scores(solver, puzzle, completion, prediction.assignment)
+            prediction.set_repair(*repair_completion(puzzle, completion))
+    return prediction
 
 
 def _with_likelihood_scores(
     solver: Solver, puzzle: Puzzle, completion: Completion, assignment: list[str] | None
 ) -> Completion:
     """For an answer that needs repair, ask a solver that can score candidates with its
-    model (``candidate_scores``, e.g. ``hf``) for a likelihood matrix."""
+    model (e.g. ``hf``) for a likelihood matrix."""
     from cello1.solvers.repair import is_permutation
 
-    if completion.scores is not None or is_permutation(assignment, puzzle) or not hasattr(solver, "candidate_scores"):
+    if completion.scores is not None or is_permutation(assignment, puzzle) or not solver.supports(Ability.CANDIDATE_SCORES):
         return completion
     scores = solver.candidate_scores(puzzle, completion)
     return replace(completion, scores=scores, info={**completion.info, "scores_from": "likelihood"})
@@ -355,4 +351,4 @@ class _Progress:
         self._bar.close()
 
 
-__all__ = ["load_puzzles", "make_record", "parse_shard", "read_predictions", "select_puzzles", "shard_of", "solve"]
+__all__ = ["load_puzzles", "make_prediction", "parse_shard", "read_predictions", "select_puzzles", "shard_of", "solve"]

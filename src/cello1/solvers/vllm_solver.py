@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.solvers.hf import DEFAULT_MAX_NEW_TOKENS
@@ -35,11 +35,11 @@ class VLLMSolver(Solver):
         **unsupported: Any,
     ) -> None:
         if unsupported.pop("constrained", False):
-            raise InputError("--constrained is implemented for --solver hf; with vllm use --repair")
+            raise InputError("{constrained} is implemented for {solver}=hf; with vllm use {repair}", params=["constrained", "solver", "repair"])
         reject_unsupported(self.name, unsupported)
         vllm = import_extra("vllm")  # before any other work: a clear message if missing
         if not model:
-            raise InputError("the 'vllm' solver needs --model (a hub id or a local folder)")
+            raise InputError("the 'vllm' solver needs {model} (a hub id or a local folder)", params=["model"])
         self.model, self.prompt_mode = model, check_prompt_mode(prompt_mode)
         self.n, self.batch_size = int(n), int(batch_size)
         temperature = resolve_temperature(temperature, self.n)

@@ -19,16 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cello1.prediction import Prediction
 from cello1.puzzle import Puzzle
 
 log = logging.getLogger("cello1.training")
-
-
-def completion_text(completion: Any) -> str:
-    """Plain text of a TRL completion (a string, or a list of chat messages)."""
-    from cello1.scoring import completion_text as text_of
-
-    return text_of(completion)
 
 
 def _named_metric(variant: str, name: str) -> Callable[..., list[float]]:
@@ -57,84 +51,6 @@ def metric_reward_functions() -> list[Callable[..., list[float]]]:
 # ---- held-out evaluation ----------------------------------------------------------------
 
 
-def generate_texts(
-    model,
-    tokenizer,
-    puzzles: Sequence[Puzzle],
-    prompt_mode: str = "system",
-    max_new_tokens: int = 1024,
-    batch_size: int = 8,
-    progress: bool = False,
-) -> list[tuple[str, int, int]]:
-    """Greedy completions: (text, prompt tokens, completion tokens) per puzzle."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only generation pads on the left
-    results: list[tuple[str, int, int]] = []
-    try:
-        batches = range(0, len(puzzles), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="generating", unit="batch")
-        for start in batches:
-            chunk = puzzles[start : start + batch_size]
-            texts = [
-                tokenizer.apply_chat_template(p.messages(prompt_mode), tokenize=False, add_generation_prompt=True)
-                for p in chunk
-            ]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    use_cache=True,
-                )
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
-            prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
-            for row, prompt_len in zip(new_tokens, prompt_lens, strict=True):
-                n_new = int((row != tokenizer.pad_token_id).sum())
-                results.append((tokenizer.decode(row, skip_special_tokens=True).strip(), int(prompt_len), n_new))
-    finally:
-        tokenizer.padding_side = padding_side
-        if was_training:
-            model.train()
-    return results
-
-
-def prediction_records(puzzles: Sequence[Puzzle], outputs: Sequence[tuple[str, int, int]], model_name: str) -> list[dict]:
-    """Prediction records in the runner's layout, so ``cello1 eval`` can read them too."""
-    from cello1.scoring import parse_prediction
-
-    records = []
-    for puzzle, (text, prompt_tokens, completion_tokens) in zip(puzzles, outputs, strict=True):
-        records.append(
-            {
-                "id": puzzle.id,
-                "answer": puzzle.answer_str,
-                "prediction": text,
-                "assignment": parse_prediction(text),
-                "solver": "hf",
-                "model": model_name,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "error": None,
-                "sample": 0,
-                "n": puzzle.n,
-                "tissue": puzzle.tissue,
-                "disease": puzzle.disease,
-                "source": puzzle.source,
-                "donor": puzzle.donor,
-            }
-        )
-    return records
-
-
 def evaluate_model(
     model,
     tokenizer,
@@ -144,13 +60,27 @@ def evaluate_model(
     batch_size: int = 8,
     model_name: str = "model",
     progress: bool = False,
-) -> tuple[dict[str, Any], list[dict]]:
-    """Generate on ``puzzles`` and score with ``cello1.scoring.evaluate``: (metrics, records)."""
+) -> tuple[Any, list[Prediction]]:
+    """Greedy generation on ``puzzles`` through the ``hf`` solver, scored with
+    ``cello1.scoring.evaluate``: (metrics, predictions). The model's training mode and the
+    tokenizer's padding side are restored afterwards."""
     from cello1.scoring import evaluate
+    from cello1.solvers.hf import HFSolver
+    from cello1.solvers.run import solve
 
-    outputs = generate_texts(model, tokenizer, puzzles, prompt_mode, max_new_tokens, batch_size, progress)
-    records = prediction_records(puzzles, outputs, model_name)
-    return evaluate(records), records
+    was_training, padding_side = model.training, tokenizer.padding_side
+    model.eval()
+    try:
+        solver = HFSolver(
+            model, tokenizer=tokenizer, prompt_mode=prompt_mode, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+        solver.model = model_name
+        predictions = solve(list(puzzles), solver, progress=progress)
+    finally:
+        tokenizer.padding_side = padding_side
+        if was_training:
+            model.train()
+    return evaluate(predictions), predictions
 
 
 def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -194,8 +124,8 @@ def make_heldout_callback(
                 from cello1.io import write_jsonl
 
                 eval_dir = Path(output_dir) / "eval"
-                write_jsonl(eval_dir / f"step-{state.global_step}.jsonl", records)
-                entry = {"step": state.global_step, **{k: v for k, v in metrics.items() if _is_jsonable(v)}}
+                write_jsonl(eval_dir / f"step-{state.global_step}.jsonl", (r.to_record() for r in records))
+                entry = {"step": state.global_step, **{k: v for k, v in metrics.to_dict().items() if _is_jsonable(v)}}
                 self.history.append(entry)
                 with (eval_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(entry) + "\n")

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from cello1.io import InputError
+from cello1.errors import InputError
 
 PAPER_BASE_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 
@@ -97,7 +97,7 @@ class StageConfig:
         if self.prompt_mode not in ("system", "user"):
             raise InputError(f"prompt_mode must be 'system' or 'user', not {self.prompt_mode!r}")
         if not self.train_file:
-            raise InputError(f"{self.stage}: no training puzzles; pass --train FILE or set train_file in the config")
+            raise InputError(f"{self.stage}: no training puzzles; pass {{train}}=FILE or set train_file in the config", params=["train"])
         for name in ("train_file", "eval_file"):
             value = getattr(self, name)
             if value and not Path(value).exists():
@@ -236,7 +236,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"override {item!r} is not key=value (e.g. --set learning_rate=1e-5)")
+            raise InputError(f"override {item!r} is not key=value (e.g. {{set_}} learning_rate=1e-5)", params=["set_"])
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:

@@ -14,7 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cello1.io import InputError, read_puzzles
+from cello1.errors import InputError
+from cello1.io import read_puzzles
 from cello1.puzzle import Puzzle
 
 

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError, write_puzzles
-from cello1.puzzle import Puzzle, parse_assistant_msg
+from cello1.errors import InputError
+from cello1.grammar import split_completion
+from cello1.io import write_puzzles
+from cello1.prediction import Prediction
+from cello1.puzzle import Puzzle
 from cello1.solvers.base import Solver
 
 _WS = re.compile(r"\s+")
@@ -90,7 +93,7 @@ def accept_trace(text: str, gold: list[str]) -> str | None:
 
     if not text or not is_valid_format(text) or batch_reward(text, gold) != 1.0:
         return None
-    _, think = parse_assistant_msg(text.strip())
+    think, _ = split_completion(text.strip())
     return think if think is not None and think.strip() else None
 
 
@@ -114,7 +117,7 @@ def distill(
     from cello1.solvers.run import load_puzzles, solve
 
     if k < 1:
-        raise InputError(f"--k must be >= 1, not {k}")
+        raise InputError(f"{{k}} must be >= 1, not {k}", params=["k"])
     puzzle_list = load_puzzles(puzzles)
     if limit is not None:
         puzzle_list = puzzle_list[:limit]
@@ -137,7 +140,8 @@ def distill(
         if not report.kept:
             raise InputError(
                 f"no trace was both correct and strictly formatted ({report.traces} tried); "
-                f"nothing written to {out}; try a stronger teacher or a larger --k"
+                f"nothing written to {out}; try a stronger teacher or a larger {{k}}",
+                params=["k"],
             )
         write_puzzles(out, report.kept)
         report.out = Path(out)
@@ -145,22 +149,22 @@ def distill(
     return report
 
 
-def select_traces(puzzles: list[Puzzle], records: list[dict[str, Any]]) -> DistillReport:
-    """Rejection sampling + de-duplication over the teacher's prediction records."""
-    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        by_id[str(rec["id"])].append(rec)
+def select_traces(puzzles: list[Puzzle], predictions: list[Prediction]) -> DistillReport:
+    """Rejection sampling + de-duplication over the teacher's predictions."""
+    by_id: dict[str, list[Prediction]] = defaultdict(list)
+    for prediction in predictions:
+        by_id[prediction.id].append(prediction)
     report = DistillReport(out=None, traces_path=None, kept=[])
     for puzzle in puzzles:
         stats = report.by_n.setdefault(puzzle.n, NStats())
         stats.puzzles += 1
         seen: set[str] = set()
         kept_here = 0
-        for rec in sorted(by_id.get(puzzle.id, []), key=lambda r: int(r.get("sample") or 0)):
-            if rec.get("error"):
+        for rec in sorted(by_id.get(puzzle.id, []), key=lambda r: r.sample):
+            if rec.failed:
                 continue
             stats.traces += 1
-            think = accept_trace(rec.get("prediction") or "", puzzle.answer or [])
+            think = accept_trace(rec.prediction, puzzle.answer or [])
             if think is None:
                 continue
             stats.accepted += 1
@@ -170,7 +174,7 @@ def select_traces(puzzles: list[Puzzle], records: list[dict[str, Any]]) -> Disti
                 continue
             seen.add(key)
             trace_id = puzzle.id if kept_here == 0 else f"{puzzle.id}-t{kept_here}"
-            extra = {**puzzle.extra, "teacher": rec.get("solver"), "teacher_model": rec.get("model")}
+            extra = {**puzzle.extra, "teacher": rec.solver, "teacher_model": rec.model}
             extra = {k: v for k, v in extra.items() if v is not None}
             report.kept.append(replace(puzzle, id=trace_id, reasoning=think, extra=extra))
             kept_here += 1

@@ -8,7 +8,7 @@ metric "rewards" — cell accuracy, batch accuracy and format rate; a callback
 evaluates on the held-out split every ``eval_steps`` with ``cello1.scoring.evaluate``.
 Runs resume from the last ``checkpoint-*`` in ``output_dir`` (``resume_from_checkpoint: auto``).
 
-Multi-GPU: ``accelerate launch -m cello1.training.grpo --config configs/grpo.yaml``.
+Multi-GPU: ``accelerate launch -m cello1.cli train grpo --config …``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.training.config import GRPOStageConfig, has_gpu, save_config, vllm_available
 from cello1.training.data import grpo_dataset, load_puzzles
 from cello1.training.modeling import (
@@ -128,14 +128,3 @@ def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainR
         if trainer.accelerator.is_main_process:
             tokenizer.save_pretrained(str(final))
     return TrainResult(out, final, dict(result.metrics), heldout.history if heldout else [])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cello1.training.grpo --config FILE [key=value …]`` (for accelerate launch)."""
-    from cello1.cli.train_cmd import module_main
-
-    module_main("grpo", argv)
-
-
-if __name__ == "__main__":
-    main()

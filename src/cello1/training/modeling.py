@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.puzzle import Puzzle
 
 log = logging.getLogger("cello1.training")
@@ -119,7 +119,8 @@ def check_prompt_lengths(tokenizer, puzzles: Sequence[Puzzle], prompt_mode: str,
         raise InputError(
             f"{len(too_long)} of {len(puzzles)} prompts are longer than {setting}={limit} tokens "
             f"(longest: {longest} tokens, puzzle {pid}); raise {setting} or build puzzles with fewer "
-            "genes per cell (--top-k) or smaller N"
+            "genes per cell ({top_k}) or smaller N",
+            params=["top_k"],
         )
     return lengths
 

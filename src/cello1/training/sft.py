@@ -10,7 +10,7 @@ Library use::
     from cello1.training import SFTStageConfig, train_sft
     result = train_sft(SFTStageConfig(model="…", train_file="sft.jsonl", output_dir="runs/sft"))
 
-Multi-GPU: ``accelerate launch -m cello1.training.sft --config configs/sft.yaml``.
+Multi-GPU: ``accelerate launch -m cello1.cli train sft --config …``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError
+from cello1.errors import InputError
 from cello1.training.config import SFTStageConfig, StageConfig, save_config
 from cello1.training.data import load_puzzles, sft_dataset
 from cello1.training.modeling import (
@@ -154,14 +154,3 @@ def save_merged(model, tokenizer, directory: str | Path) -> Path:
     merged.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     return directory
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cello1.training.sft --config FILE [key=value …]`` (for accelerate launch)."""
-    from cello1.cli.train_cmd import module_main
-
-    module_main("sft", argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cello1.io import InputError, atomic_path, read_puzzles
+from cello1.errors import InputError
+from cello1.io import atomic_path, read_puzzles
 from cello1.puzzle import Puzzle
 
 DATA_SOURCE = "cellpuzzles"

@@ -1,9 +1,8 @@
-"""Optimal one-to-one assignment of candidates to cells (scipy's Hungarian solver)."""
+"""Assigning candidates to cells from a cells × candidates score matrix (higher = better)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def optimal_assignment(scores: np.ndarray) -> list[int | None]:
@@ -12,6 +11,8 @@ def optimal_assignment(scores: np.ndarray) -> list[int | None]:
     ``scores`` is cells × candidates (higher is better), rectangular allowed: with more
     cells than candidates the leftover cells get ``None``.
     """
+    from scipy.optimize import linear_sum_assignment
+
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2:
         raise ValueError("scores must be a 2-D cells × candidates matrix")
