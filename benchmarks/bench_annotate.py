@@ -110,9 +110,21 @@ def run(setting: str, adata, candidates, reference_puzzles) -> list[dict]:
             base = {"setting": setting, "genes": genes, "one type per cluster": "yes" if unique else "no (repeats)"}
             ch = chance(n_clusters, len(candidates), unique)
             if genes == "markers":
-                rows.append({**base, "genes": "–", "solver": "oracle (true majority)", **oracle_row(adata, candidates, unique), "chance": ch})
-            rows.append({**base, "solver": "random (20 seeds)", **random_row(adata, candidates, genes, unique), "chance": ch})
-            rows.append({**base, "solver": "markers", **evaluate(adata, candidates, "markers", genes, unique), "chance": ch})
+                rows.append(
+                    {
+                        **base,
+                        "genes": "–",
+                        "solver": "oracle (true majority)",
+                        **oracle_row(adata, candidates, unique),
+                        "chance": ch,
+                    }
+                )
+            rows.append(
+                {**base, "solver": "random (20 seeds)", **random_row(adata, candidates, genes, unique), "chance": ch}
+            )
+            rows.append(
+                {**base, "solver": "markers", **evaluate(adata, candidates, "markers", genes, unique), "chance": ch}
+            )
             if reference_puzzles is not None:
                 r = evaluate(adata, candidates, "reference", genes, unique, train=reference_puzzles)
                 rows.append({**base, "solver": "reference", **r, "chance": ch})
@@ -159,7 +171,16 @@ def main() -> None:
 
 def markdown(table: pd.DataFrame) -> str:
     """A Markdown table (no tabulate dependency); random rows show mean ± sd."""
-    head = ["setting", "solver", "genes", "one type per cluster", "cluster agreement", "cell agreement", "chance", "s/run"]
+    head = [
+        "setting",
+        "solver",
+        "genes",
+        "one type per cluster",
+        "cluster agreement",
+        "cell agreement",
+        "chance",
+        "s/run",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.to_dict("records"):
         sd = r.get("clusters_sd")

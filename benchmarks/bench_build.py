@@ -121,17 +121,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    import os
+
     from cello1.data.synthetic import random_csr
     from cello1.data.topgenes import resolve_engine
 
-    import os
-
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f} at start; best of {args.repeats} runs per method")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at start; best of {args.repeats} runs per method"
+    )
     t0 = time.perf_counter()
     X = random_csr(args.cells, args.genes, nnz_per_cell=args.nnz, seed=args.seed)
-    print(f"synthetic CSR {X.shape[0]:,} x {X.shape[1]:,}, {X.nnz / X.shape[0]:.0f} stored values/cell, "
-          f"{(X.data.nbytes + X.indices.nbytes) / 2**30:.2f} GiB, made in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"synthetic CSR {X.shape[0]:,} x {X.shape[1]:,}, {X.nnz / X.shape[0]:.0f} stored values/cell, "
+        f"{(X.data.nbytes + X.indices.nbytes) / 2**30:.2f} GiB, made in {time.perf_counter() - t0:.1f} s"
+    )
     names = [f"GENE{i}" for i in range(args.genes)]
 
     results = {}
@@ -145,8 +149,10 @@ def main() -> None:
         genes = runs[-1][2]
         del runs
         results[engine] = (idx_s, total_s, genes)
-        print(f"{engine:>6}: ranked gene indices {idx_s:6.2f} s = {args.cells / idx_s:9,.0f} cells/s; "
-              f"+ name lists for every cell {total_s:6.2f} s = {args.cells / total_s:9,.0f} cells/s")
+        print(
+            f"{engine:>6}: ranked gene indices {idx_s:6.2f} s = {args.cells / idx_s:9,.0f} cells/s; "
+            f"+ name lists for every cell {total_s:6.2f} s = {args.cells / total_s:9,.0f} cells/s"
+        )
 
     rows = np.linspace(0, args.cells - 1, args.naive_cells).astype(int)
     naive_s = float("inf")
@@ -155,13 +161,17 @@ def main() -> None:
         naive = naive_top_genes(X, names, args.k, rows)
         naive_s = min(naive_s, time.perf_counter() - t0)
     naive_rate = len(rows) / naive_s
-    print(f" naive: {naive_s:7.2f} s for {len(rows):,} cells = {naive_rate:10,.0f} cells/s "
-          f"(extrapolated {args.cells / naive_rate:,.0f} s for all {args.cells:,})")
+    print(
+        f" naive: {naive_s:7.2f} s for {len(rows):,} cells = {naive_rate:10,.0f} cells/s "
+        f"(extrapolated {args.cells / naive_rate:,.0f} s for all {args.cells:,})"
+    )
     for engine, (idx_s, total_s, genes) in results.items():
         same = all(genes[r] == naive[i] for i, r in enumerate(rows))
-        print(f"speed-up {engine} vs per-cell: {args.cells / idx_s / naive_rate:6.1f}x (gene indices), "
-              f"{args.cells / total_s / naive_rate:6.1f}x (with name lists); "
-              f"identical top-gene lists on the {len(rows):,} checked cells: {same}")
+        print(
+            f"speed-up {engine} vs per-cell: {args.cells / idx_s / naive_rate:6.1f}x (gene indices), "
+            f"{args.cells / total_s / naive_rate:6.1f}x (with name lists); "
+            f"identical top-gene lists on the {len(rows):,} checked cells: {same}"
+        )
     assert results["numba"][2] == results["numpy"][2], "engines disagree"
     print("numba and numpy engines: identical lists for all cells")
     del results
@@ -177,9 +187,11 @@ def main() -> None:
     builds = [("backed", True)] + ([("in memory", False)] if args.in_memory_build else [])
     for label, backed in builds:
         r = run_build(path, work / f"out_{'backed' if backed else 'memory'}", backed)
-        print(f"cello1 build ({label}, engine {resolve_engine('auto')}): {r['seconds']:.1f} s, "
-              f"{args.cells / r['seconds']:,.0f} cells/s end to end, peak RSS {r['peak_rss_mb']:,.0f} MB, "
-              f"{r['n_train']:,} train / {r['n_test']:,} test puzzles")
+        print(
+            f"cello1 build ({label}, engine {resolve_engine('auto')}): {r['seconds']:.1f} s, "
+            f"{args.cells / r['seconds']:,.0f} cells/s end to end, peak RSS {r['peak_rss_mb']:,.0f} MB, "
+            f"{r['n_train']:,} train / {r['n_test']:,} test puzzles"
+        )
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def main() -> None:
     }
     print(f"model {solver.model}; {len(puzzles)} puzzles (N 3-4, {args.genes} genes/cell, prompt tokens "
           f"{min(prompt_lens)}-{max(prompt_lens)}); max_new_tokens {args.max_new_tokens}; greedy; "
-          f"torch {torch.__version__}, {args.threads} thread(s); {platform.processor() or platform.machine()}")  # fmt: skip
+          f"torch {torch.__version__}, {args.threads} thread(s); "
+          f"{platform.processor() or platform.machine()}")  # fmt: skip
     print("| mode | seconds | generated tokens | tokens/s | puzzles/s | strict-valid | in logits processor |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
@@ -95,9 +96,11 @@ def main() -> None:
     print(f"\nbatched / one-at-a-time tokens/s: {rows[names[1]]['tok_s'] / rows[names[0]]['tok_s']:.2f}x")
     for plain, cons in ((names[0], names[2]), (names[1], names[3])):
         per_token = rows[cons]["seconds"] / rows[cons]["tokens"] / (rows[plain]["seconds"] / rows[plain]["tokens"]) - 1
-        print(f"--constrained vs plain, {plain}: wall time {rows[cons]['seconds'] / rows[plain]['seconds']:.2f}x, "
-              f"per generated token {100 * per_token:+.1f}% (constrained answers run to the end; plain ones may stop "
-              f"early), processor itself {100 * rows[cons]['processor_s'] / rows[cons]['seconds']:.1f}% of the time")
+        print(
+            f"--constrained vs plain, {plain}: wall time {rows[cons]['seconds'] / rows[plain]['seconds']:.2f}x, "
+            f"per generated token {100 * per_token:+.1f}% (constrained answers run to the end; plain ones may stop "
+            f"early), processor itself {100 * rows[cons]['processor_s'] / rows[cons]['seconds']:.1f}% of the time"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,14 @@ from cello1.solvers.run import solve
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-CONFIGS = [("random", "hungarian"), ("random", "none"), ("markers", "hungarian"), ("markers", "none"),
-           ("reference", "hungarian"), ("reference", "none")]
+CONFIGS = [
+    ("random", "hungarian"),
+    ("random", "none"),
+    ("markers", "hungarian"),
+    ("markers", "none"),
+    ("reference", "hungarian"),
+    ("reference", "none"),
+]
 
 
 def pct(x: float) -> str:
@@ -49,7 +55,10 @@ def embedded_builds(seeds: int, **overrides):
 
 
 def accuracy_table(builds, configs) -> list[str]:
-    rows = ["| solver | assignment | cell acc. % [95% CI] | batch acc. % [95% CI] | uniqueness % | puzzles |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| solver | assignment | cell acc. % [95% CI] | batch acc. % [95% CI] | uniqueness % | puzzles |",
+        "|---|---|---|---|---|---|",
+    ]
     for solver, assignment in configs:
         records = []
         for build in builds:
@@ -58,20 +67,28 @@ def accuracy_table(builds, configs) -> list[str]:
                 options["train"] = build.train
             records += solve(build.test, solver, progress=False, **options)
         m = evaluate(records, by=False)
-        rows.append(f"| {solver} | {assignment} | {fmt(m, 'cell_accuracy')} | {fmt(m, 'batch_accuracy')} | {pct(m['uniqueness'])} | {m['n_puzzles']} |")
+        rows.append(
+            f"| {solver} | {assignment} | {fmt(m, 'cell_accuracy')} | {fmt(m, 'batch_accuracy')} "
+            f"| {pct(m['uniqueness'])} | {m['n_puzzles']} |"
+        )
     return rows
 
 
 def official_table() -> list[str]:
-    puzzles = read_puzzles(SHARED / "cellpuzzles_official_test_examples.jsonl") + read_puzzles(SHARED / "model_card_example.json")
-    rows = ["| solver | assignment | cells right | puzzles fully right | per puzzle (cells right / N) |", "|---|---|---|---|---|"]
+    puzzles = read_puzzles(SHARED / "cellpuzzles_official_test_examples.jsonl") + read_puzzles(
+        SHARED / "model_card_example.json"
+    )
+    rows = [
+        "| solver | assignment | cells right | puzzles fully right | per puzzle (cells right / N) |",
+        "|---|---|---|---|---|",
+    ]
     for solver, assignment in CONFIGS[:4]:
         records = solve(puzzles, solver, progress=False, assignment=assignment)
         per = []
         right = total = exact = 0
         for rec, p in zip(records, puzzles, strict=True):
             pred = rec["assignment"] or []
-            k = sum(a.lower() == b.lower() for a, b in zip(pred, p.answer))
+            k = sum(a.lower() == b.lower() for a, b in zip(pred, p.answer, strict=False))
             per.append(f"{k}/{p.n}")
             right, total, exact = right + k, total + p.n, exact + (k == p.n)
         rows.append(f"| {solver} | {assignment} | {right}/{total} | {exact}/{len(puzzles)} | {', '.join(per)} |")
@@ -82,7 +99,10 @@ def throughput(builds) -> list[str]:
     test = [p for b in builds for p in b.test]
     train = [p for b in builds for p in b.train]
     official = read_puzzles(SHARED / "cellpuzzles_official_test_examples.jsonl")
-    rows = ["| solver | puzzles/s (embedded, N 8–10, ≤50 genes) | puzzles/s (official records, N 8–11, 50 genes) |", "|---|---|---|"]
+    rows = [
+        "| solver | puzzles/s (embedded, N 8–10, ≤50 genes) | puzzles/s (official records, N 8–11, 50 genes) |",
+        "|---|---|---|",
+    ]
     t = time.perf_counter()
     reference = get_solver("reference", train=train)
     fit = time.perf_counter() - t
@@ -101,7 +121,8 @@ def throughput(builds) -> list[str]:
     t = time.perf_counter()
     get_solver("reference", train=big)
     rows.append(
-        f"Reference fit at the official train split's scale ({len(big)} puzzles, {sum(p.n for p in big)} distinct cells; "
+        f"Reference fit at the official train split's scale ({len(big)} puzzles, "
+        f"{sum(p.n for p in big)} distinct cells; "
         f"embedded train puzzles with gene order shuffled so no cell repeats): {time.perf_counter() - t:.1f} s."
     )
     return rows

@@ -3,7 +3,7 @@
 Completions: 1–3 KB of reasoning (gene-evidence sentences, as a reasoning model writes
 them) + an N = 8–15 answer. Mix: 60% valid permutations (partly wrong), 15% wrong
 count, 10% repeated label, 15% format failures (missing tags, CRLF, text after the
-answer). Compared with a direct transcription of spec §5 (regex + splitlines), i.e.
+answer). Compared with a direct transcription of docs/format.md §5 (regex + splitlines), i.e.
 what the released code does.
 
     python benchmarks/bench_reward.py [--completions 20000] [--repeats 5]
@@ -23,13 +23,47 @@ from cello1.scoring import batch_reward, evaluate, is_valid_format, trl_reward
 from cello1.scoring.reward import _gold_key
 
 TYPES = [
-    "CD14-positive monocyte", "CD16-positive monocyte", "CD4-positive, alpha-beta T cell",
-    "CD8-positive, alpha-beta T cell", "natural killer cell", "naive B cell", "memory B cell",
-    "plasmacytoid dendritic cell", "conventional dendritic cell", "regulatory T cell", "platelet",
-    "erythrocyte", "hematopoietic stem cell", "plasma cell", "mast cell", "gamma-delta T cell",
-    "mucosal invariant T cell", "type II pneumocyte", "alveolar macrophage", "fibroblast",
+    "CD14-positive monocyte",
+    "CD16-positive monocyte",
+    "CD4-positive, alpha-beta T cell",
+    "CD8-positive, alpha-beta T cell",
+    "natural killer cell",
+    "naive B cell",
+    "memory B cell",
+    "plasmacytoid dendritic cell",
+    "conventional dendritic cell",
+    "regulatory T cell",
+    "platelet",
+    "erythrocyte",
+    "hematopoietic stem cell",
+    "plasma cell",
+    "mast cell",
+    "gamma-delta T cell",
+    "mucosal invariant T cell",
+    "type II pneumocyte",
+    "alveolar macrophage",
+    "fibroblast",
 ]
-GENES = "CD3E CD3D IL7R CCR7 LEF1 GNLY NKG7 KLRD1 MS4A1 CD79A LYZ S100A8 CD14 FCGR3A PPBP HBB CST3 FCER1A".split()
+GENES = [
+    "CD3E",
+    "CD3D",
+    "IL7R",
+    "CCR7",
+    "LEF1",
+    "GNLY",
+    "NKG7",
+    "KLRD1",
+    "MS4A1",
+    "CD79A",
+    "LYZ",
+    "S100A8",
+    "CD14",
+    "FCGR3A",
+    "PPBP",
+    "HBB",
+    "CST3",
+    "FCER1A",
+]
 
 
 def reasoning(rng: random.Random, n: int, size: int) -> str:
@@ -72,7 +106,7 @@ SPEC_RE = re.compile(r"^<think>.*?</think>\n<answer>.*?</answer>$", re.DOTALL)
 
 
 def spec_reward(text: str, gold: str) -> float:
-    """Direct transcription of spec §5, for comparison."""
+    """Direct transcription of docs/format.md §5, for comparison."""
     lines = text.splitlines()
     answer = ""
     for line in lines:
@@ -91,7 +125,7 @@ def spec_reward(text: str, gold: str) -> float:
     p = [s.strip() for s in answer.split("|") if s.strip()]
     if len(p) != len(g) or len(set(p)) != len(p):
         return -1.0
-    c = sum(a.lower() == b.lower() for a, b in zip(p, g))
+    c = sum(a.lower() == b.lower() for a, b in zip(p, g, strict=True))
     return (c / len(g) + (c == len(g))) / 2
 
 
@@ -123,7 +157,7 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rng = random.Random(args.seed)
     cases = [c for _ in range(args.completions // args.rollouts) for c in make_group(rng, args.rollouts)]
-    texts, golds = zip(*cases)
+    texts, golds = zip(*cases, strict=True)
     mean_kb = sum(map(len, texts)) / len(texts) / 1024
     n = len(cases)
     ours = [batch_reward(t, g) for t, g in cases]
@@ -131,7 +165,9 @@ def main() -> None:
     valid = sum(map(is_valid_format, texts)) / n
     invalid = sum(r == -1 for r in ours) / n
 
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs visible, pinned to 1 core")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs visible, pinned to 1 core"
+    )
     print(
         f"{n} completions ({args.rollouts} per gold answer), mean {mean_kb:.2f} KB, N = 8–15, "
         f"strict-valid {valid:.0%}, reward −1 for {invalid:.0%}"
@@ -140,9 +176,12 @@ def main() -> None:
     rows = [
         ("batch_reward (paper)", lambda: [batch_reward(t, g) for t, g in cases]),
         ("batch_reward (exact_match)", lambda: [batch_reward(t, g, "exact_match") for t, g in cases]),
-        ("batch_reward, gold as a list", lambda: [batch_reward(t, g) for t, g in zip(texts, gold_lists)]),
+        ("batch_reward, gold as a list", lambda: [batch_reward(t, g) for t, g in zip(texts, gold_lists, strict=True)]),
         ("batch_reward, gold parse cache cleared per call", lambda: [cold_reward(t, g) for t, g in cases]),
-        ("trl_reward, batches of 64", lambda: [trl_reward(None, texts[i : i + 64], answer=golds[i : i + 64]) for i in range(0, n, 64)]),
+        (
+            "trl_reward, batches of 64",
+            lambda: [trl_reward(None, texts[i : i + 64], answer=golds[i : i + 64]) for i in range(0, n, 64)],
+        ),
         ("is_valid_format", lambda: [is_valid_format(t) for t in texts]),
         ("spec transcription (regex + splitlines)", lambda: [spec_reward(t, g) for t, g in cases]),
     ]
@@ -153,7 +192,10 @@ def main() -> None:
         print(f"| {name:46} | {cpu:,.0f} | {wall:,.0f} |")
     records = [{"id": str(i), "answer": g, "prediction": t} for i, (t, g) in enumerate(cases)]
     cpu, wall = rate(lambda: evaluate(records, bootstrap=1000), 1, n)
-    print(f"evaluate() incl. 1000-resample bootstrap CIs and breakdown by N: {cpu:,.0f} records per CPU-second, {wall:,.0f} per wall second")
+    print(
+        f"evaluate() incl. 1000-resample bootstrap CIs and breakdown by N: {cpu:,.0f} records per CPU-second, "
+        f"{wall:,.0f} per wall second"
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,12 @@ def make_sft_data(train, out: Path, teacher: str, genes_per_cell: int) -> tuple[
     from cello1.training.distill import distill
 
     report = distill(train, teacher, path, progress=False)
-    return path, {"teacher": teacher, "traces": report.traces, "accepted": report.accepted,
-                  "acceptance_rate": report.acceptance_rate}
+    return path, {
+        "teacher": teacher,
+        "traces": report.traces,
+        "accepted": report.accepted,
+        "acceptance_rate": report.acceptance_rate,
+    }
 
 
 def evaluate_folder(model_dir: Path, test, args, tag: str, out: Path) -> dict:
@@ -71,7 +75,13 @@ def evaluate_folder(model_dir: Path, test, args, tag: str, out: Path) -> dict:
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir)
     metrics, records = evaluate_model(
-        model, tokenizer, test, args.prompt_mode, args.max_new_tokens, args.eval_batch_size, model_name=tag,
+        model,
+        tokenizer,
+        test,
+        args.prompt_mode,
+        args.max_new_tokens,
+        args.eval_batch_size,
+        model_name=tag,
         progress=True,
     )
     write_jsonl(out / f"pred_{tag.replace('+', '_')}.jsonl", records)
@@ -129,8 +139,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    built = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4, top_k=args.top_k,
-                          puzzles_per_n=max(100, args.n_train), seed=args.seed)
+    built = build_puzzles(
+        pbmc68k_reduced(),
+        label_key="bulk_labels",
+        n_min=3,
+        n_max=4,
+        top_k=args.top_k,
+        puzzles_per_n=max(100, args.n_train),
+        seed=args.seed,
+    )
     train, test = built.train[: args.n_train], built.test[: args.n_test]
     write_puzzles(out / "train.jsonl", train)
     write_puzzles(out / "test.jsonl", test)
@@ -149,10 +166,19 @@ def main() -> None:
     lora = {"use_lora": True, "lora_r": args.lora_r, "lora_alpha": 2 * args.lora_r, "lora_layers": layers}
     t0 = time.perf_counter()
     sft_config = SFTStageConfig(
-        model=str(base_dir), train_file=str(sft_path), output_dir=str(out / "sft"), prompt_mode=args.prompt_mode,
-        learning_rate=args.sft_lr, num_train_epochs=args.sft_epochs, per_device_train_batch_size=args.sft_batch,
-        gradient_accumulation_steps=1, max_length=1024, save_steps=10_000, seed=args.seed,
-        resume_from_checkpoint=False, **lora,
+        model=str(base_dir),
+        train_file=str(sft_path),
+        output_dir=str(out / "sft"),
+        prompt_mode=args.prompt_mode,
+        learning_rate=args.sft_lr,
+        num_train_epochs=args.sft_epochs,
+        per_device_train_batch_size=args.sft_batch,
+        gradient_accumulation_steps=1,
+        max_length=1024,
+        save_steps=10_000,
+        seed=args.seed,
+        resume_from_checkpoint=False,
+        **lora,
     )
     sft_model = out / "sft" / "merged"
     if not (args.reuse and (sft_model / "config.json").exists()):
@@ -162,25 +188,51 @@ def main() -> None:
 
     if not args.skip_grpo:
         t0 = time.perf_counter()
-        grpo = train_grpo(GRPOStageConfig(
-            model=str(sft_model), train_file=str(out / "train.jsonl"), output_dir=str(out / "grpo"),
-            prompt_mode=args.prompt_mode, learning_rate=args.grpo_lr, max_steps=args.grpo_steps,
-            num_generations=args.num_generations,
-            per_device_train_batch_size=args.grpo_prompts * args.num_generations, gradient_accumulation_steps=1,
-            max_prompt_length=1024, max_completion_length=args.max_new_tokens, save_steps=10_000,
-            seed=args.seed, resume_from_checkpoint=False, **lora,
-        ))
+        grpo = train_grpo(
+            GRPOStageConfig(
+                model=str(sft_model),
+                train_file=str(out / "train.jsonl"),
+                output_dir=str(out / "grpo"),
+                prompt_mode=args.prompt_mode,
+                learning_rate=args.grpo_lr,
+                max_steps=args.grpo_steps,
+                num_generations=args.num_generations,
+                per_device_train_batch_size=args.grpo_prompts * args.num_generations,
+                gradient_accumulation_steps=1,
+                max_prompt_length=1024,
+                max_completion_length=args.max_new_tokens,
+                save_steps=10_000,
+                seed=args.seed,
+                resume_from_checkpoint=False,
+                **lora,
+            )
+        )
         timings["grpo"] = time.perf_counter() - t0
         results["sft+grpo"] = evaluate_folder(grpo.model_dir, test, args, "sft+grpo", out)
         grpo_log = [json.loads(line) for line in (out / "grpo" / "metrics.jsonl").read_text().splitlines()]
     else:
         grpo_log = []
 
-    summary = {"settings": vars(args) | {"out": str(args.out)}, "sft_data": sft_data,
-               "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-               "grpo_steps": [{k: e.get(k) for k in ("step", "reward", "rewards/cell_accuracy/mean",
-                                                      "rewards/batch_accuracy/mean", "rewards/format_rate/mean")}
-                              for e in grpo_log if "reward" in e]}
+    summary = {
+        "settings": vars(args) | {"out": str(args.out)},
+        "sft_data": sft_data,
+        "results": results,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "grpo_steps": [
+            {
+                k: e.get(k)
+                for k in (
+                    "step",
+                    "reward",
+                    "rewards/cell_accuracy/mean",
+                    "rewards/batch_accuracy/mean",
+                    "rewards/format_rate/mean",
+                )
+            }
+            for e in grpo_log
+            if "reward" in e
+        ],
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(results) + "\n")
     print(markdown_table(results))
@@ -189,7 +241,7 @@ def main() -> None:
 def format_progress(records: list[dict]) -> dict[str, float]:
     """Partial-format signals the strict metrics hide: completions that open with
     ``<think>``, that contain an ``<answer>`` line, and the cell accuracy of the
-    tolerant answer extraction (spec §5) ignoring the strict format check."""
+    tolerant answer extraction (docs/format.md §5) ignoring the strict format check."""
     from cello1.grammar import split_labels
     from cello1.scoring import extract_answer
 
@@ -226,16 +278,22 @@ def markdown_table(results: dict[str, dict]) -> str:
         ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
         return f"{metrics[key]:.3f}{ci}"
 
-    lines = ["| stage | cell accuracy [95% CI] | batch accuracy [95% CI] | format rate [95% CI] | puzzles "
-             "| opens with `<think>` | has `<answer>` | tolerant cell acc. |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stage | cell accuracy [95% CI] | batch accuracy [95% CI] | format rate [95% CI] | puzzles "
+        "| opens with `<think>` | has `<answer>` | tolerant cell acc. |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for stage in STAGES:
         if stage in results:
             m = results[stage]
-            extra = " | ".join(f"{m[k]:.3f}" if k in m else "–"
-                               for k in ("opens_with_think", "has_answer_tag", "tolerant_cell_accuracy"))
-            lines.append(f"| {stage} | {cell(m, 'cell_accuracy')} | {cell(m, 'batch_accuracy')} | "
-                         f"{cell(m, 'format_rate')} | {m.get('n_puzzles')} | {extra} |")
+            extra = " | ".join(
+                f"{m[k]:.3f}" if k in m else "–"
+                for k in ("opens_with_think", "has_answer_tag", "tolerant_cell_accuracy")
+            )
+            lines.append(
+                f"| {stage} | {cell(m, 'cell_accuracy')} | {cell(m, 'batch_accuracy')} | "
+                f"{cell(m, 'format_rate')} | {m.get('n_puzzles')} | {extra} |"
+            )
     return "\n".join(lines)
 
 

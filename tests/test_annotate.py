@@ -64,7 +64,9 @@ def test_labels_agree_with_majority_far_above_chance(annotated, candidates, majo
     assert observed >= 3 * chance.mean()
     assert (chance >= observed).mean() < 0.01  # permutation p-value
     # per cell too: share of cells whose new label is their own bulk label
-    cell_agree = (annotated.adata.obs["cello1_cell_type"].astype(str) == annotated.adata.obs[EMBEDDED_LABEL_KEY].astype(str)).mean()
+    cell_agree = (
+        annotated.adata.obs["cello1_cell_type"].astype(str) == annotated.adata.obs[EMBEDDED_LABEL_KEY].astype(str)
+    ).mean()
     assert cell_agree >= 3 / 11
 
 
@@ -185,7 +187,7 @@ def test_mean_genes_are_the_cluster_means(pbmc, candidates):
 
 
 def test_flat_api_annotate_is_the_function(pbmc, candidates):
-    import cello1.annotation  # noqa: F401 - importing the subpackage must not shadow cello1.annotate
+    import cello1.annotation
 
     assert callable(cello1.annotate) and cello1.annotate is cello1.annotation.annotate
     result = cello1.annotate(pbmc, groupby=GROUPBY, candidates=candidates[:3], solver="random")
@@ -256,7 +258,9 @@ def test_margin_confidence():
 
 
 def test_llm_view_offers_unassigned_only_when_needed():
-    base = ClusterPuzzle(id="x", context="c", cells=[["A"], ["B"], ["C"]], candidates=["T1", "T2"], clusters=list("abc"))
+    base = ClusterPuzzle(
+        id="x", context="c", cells=[["A"], ["B"], ["C"]], candidates=["T1", "T2"], clusters=list("abc")
+    )
     view = llm_view(base, allow_repeats=False)
     assert view.candidates == ["T1", "T2", UNASSIGNED]
     assert view.user_msg.endswith(view.note) and "3 cells but only 2" in view.note

@@ -69,7 +69,19 @@ def test_embedded_default_build(tmp_path):
 
 def test_h5ad_input_with_options(files, tmp_path):
     out = tmp_path / "p"
-    args = [str(files / "good.h5ad"), "-o", str(out), "--n-min", "3", "--n-max", "5", "--puzzles-per-n", "4", "--split", "random"]
+    args = [
+        str(files / "good.h5ad"),
+        "-o",
+        str(out),
+        "--n-min",
+        "3",
+        "--n-max",
+        "5",
+        "--puzzles-per-n",
+        "4",
+        "--split",
+        "random",
+    ]
     result = run(args + ["--no-progress"])
     assert result.exit_code == 0, result.output
     leak = json.loads((out / "leakage.json").read_text())
@@ -90,8 +102,14 @@ def test_h5ad_input_with_options(files, tmp_path):
         (lambda f: [str(f / "missing.h5ad")], ["missing.h5ad", "no such file"]),
         (lambda f: [str(f / "text.h5ad")], ["text.h5ad", "not a readable .h5ad"]),
         (lambda f: [str(f / "table.csv")], ["table.csv", "not a readable .h5ad"]),
-        (lambda f: [str(f / "good.h5ad"), "--label-key", "celltype"], ["'celltype'", "available: cell_type, donor_id", "--label-key"]),
-        (lambda f: [str(f / "good.h5ad"), "--donor-key", "patient"], ["'patient'", "available: cell_type", "--donor-key"]),
+        (
+            lambda f: [str(f / "good.h5ad"), "--label-key", "celltype"],
+            ["'celltype'", "available: cell_type, donor_id", "--label-key"],
+        ),
+        (
+            lambda f: [str(f / "good.h5ad"), "--donor-key", "patient"],
+            ["'patient'", "available: cell_type", "--donor-key"],
+        ),
         (lambda f: [str(f / "good.h5ad"), "--gene-key", "symbol"], ["'symbol'", "feature_name", "--gene-key"]),
         (lambda f: [str(f / "good.h5ad"), "--n-min", "7", "--n-max", "9"], ["largest has 6", "--n-min"]),
         (lambda f: [str(f / "nan.h5ad"), "--n-min", "3"], ["non-finite"]),
@@ -137,7 +155,9 @@ def test_subprocess_error_is_one_line_and_exit_2(tmp_path):
     out = tmp_path / "out"
     exe = Path(sys.executable).with_name("cello1")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from cello1.cli import main; main()"]
-    proc = subprocess.run([*cmd, "build", str(tmp_path / "nope.h5ad"), "-o", str(out)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "build", str(tmp_path / "nope.h5ad"), "-o", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert not out.exists()
@@ -146,5 +166,17 @@ def test_subprocess_error_is_one_line_and_exit_2(tmp_path):
 def test_help_lists_the_issue_options():
     result = runner.invoke(app, ["build", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
     assert result.exit_code == 0
-    for option in ("--out", "--label-key", "--donor-key", "--gene-key", "--n-min", "--n-max", "--seed", "--split", "--backed", "--max-cells", "--top-k"):
+    for option in (
+        "--out",
+        "--label-key",
+        "--donor-key",
+        "--gene-key",
+        "--n-min",
+        "--n-max",
+        "--seed",
+        "--split",
+        "--backed",
+        "--max-cells",
+        "--top-k",
+    ):
         assert option in result.output, option

@@ -1,4 +1,4 @@
-"""The donor context sentence (spec §3)."""
+"""The donor context sentence (docs/format.md §3)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_official_advanced_stage_and_non_smoker_sentences():
     )
 
 
-@pytest.mark.parametrize("missing", [None, float("nan"), "nan", "NaN", "unknown", "Unknown", "none", "", "  ", "na", "NA"])
+@pytest.mark.parametrize(
+    "missing", [None, float("nan"), "nan", "NaN", "unknown", "Unknown", "none", "", "  ", "na", "NA"]
+)
 def test_missing_values_drop_their_clause(missing):
     assert is_missing(missing)
     row = {"sex": missing, "development_stage": "adult", "tissue": "blood", "disease": missing}

@@ -236,7 +236,15 @@ def test_unknown_option_is_rejected(atlas):
 def test_write_build_round_trip(atlas_result, tmp_path):
     out = write_build(atlas_result, tmp_path / "puzzles", command="cello1 build x.h5ad -o puzzles")
     names = {p.name for p in out.iterdir()}
-    assert names == {"train.jsonl", "test.jsonl", "train.parquet", "test.parquet", "leakage.json", "build_config.json", "README.md"}
+    assert names == {
+        "train.jsonl",
+        "test.jsonl",
+        "train.parquet",
+        "test.parquet",
+        "leakage.json",
+        "build_config.json",
+        "README.md",
+    }
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left"
     for split, puzzles in (("train", atlas_result.train), ("test", atlas_result.test)):
         assert records(read_puzzles(out / f"{split}.jsonl")) == records(puzzles)
@@ -253,7 +261,9 @@ def test_output_loads_with_datasets(atlas_result, tmp_path):
     out = write_build(atlas_result, tmp_path / "puzzles")
     cache = str(tmp_path / "cache")
     for kind, ext in (("json", "jsonl"), ("parquet", "parquet")):
-        ds = datasets.load_dataset(kind, data_files={s: str(out / f"{s}.{ext}") for s in ("train", "test")}, cache_dir=cache)
+        ds = datasets.load_dataset(
+            kind, data_files={s: str(out / f"{s}.{ext}") for s in ("train", "test")}, cache_dir=cache
+        )
         assert ds["train"].num_rows == len(atlas_result.train) and ds["test"].num_rows == len(atlas_result.test)
         row = ds["test"][0]
         assert row["user_msg"] == atlas_result.test[0].user_msg and row["cell_ids"] == atlas_result.test[0].cell_ids
@@ -275,8 +285,8 @@ def test_write_build_refuses_non_empty_folder_unless_overwrite(atlas_result, tmp
 
 
 def test_partition_keeps_identical_gene_lists_together():
-    from cello1.data.split import partition_cells
     from cello1.data.sampling import rng_for
+    from cello1.data.split import partition_cells
 
     labels = ["A"] * 6 + ["B"] * 6
     keys = ["x", "x", "x", "y", "z", "w", "p", "q", "r", "s", "t", "x"]  # "x" also once in B

@@ -36,7 +36,13 @@ def random_matrix(rng, n=300, g=120, density=0.3, dtype=np.float32, ties=False, 
 
 @pytest.mark.parametrize(
     "dtype,ties,negative",
-    [(np.float32, False, False), (np.float32, True, False), (np.float64, False, False), (np.float64, True, True), (np.int64, True, False)],
+    [
+        (np.float32, False, False),
+        (np.float32, True, False),
+        (np.float64, False, False),
+        (np.float64, True, True),
+        (np.int64, True, False),
+    ],
 )
 @pytest.mark.parametrize("k", [1, 5, 50])
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import make_puzzles
 from typer.testing import CliRunner
 
 from cello1.cli import app
@@ -14,6 +13,7 @@ from cello1.io import read_puzzles, write_puzzles
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.training.distill import accept_trace, distill, traces_path_for
+from train_helpers import make_puzzles
 
 
 class ScriptedTeacher(Solver):
@@ -31,12 +31,14 @@ class ScriptedTeacher(Solver):
         for p in puzzles:
             right = " | ".join(p.answer)
             wrong = " | ".join(reversed(p.answer))
-            out.append([
-                Completion(f"<think>cell 1 has {p.cells[0][0]}</think>\n<answer>{right}</answer>"),
-                Completion(f"<think>cell 1  has {p.cells[0][0]}</think>\n<answer>{right}</answer>"),
-                Completion(f"<think>guess</think>\n<answer>{wrong}</answer>"),
-                Completion(f"{right}"),
-            ])
+            out.append(
+                [
+                    Completion(f"<think>cell 1 has {p.cells[0][0]}</think>\n<answer>{right}</answer>"),
+                    Completion(f"<think>cell 1  has {p.cells[0][0]}</think>\n<answer>{right}</answer>"),
+                    Completion(f"<think>guess</think>\n<answer>{wrong}</answer>"),
+                    Completion(f"{right}"),
+                ]
+            )
         return out
 
 
@@ -83,7 +85,9 @@ def test_errors(tmp_path):
 def test_cli_with_markers_teacher(tmp_path):
     from cello1.data import build_puzzles, pbmc68k_reduced
 
-    built = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4, top_k=20, puzzles_per_n=10, seed=0)
+    built = build_puzzles(
+        pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4, top_k=20, puzzles_per_n=10, seed=0
+    )
     puzzles = tmp_path / "train.jsonl"
     write_puzzles(puzzles, built.train[:12])
     out = tmp_path / "sft.jsonl"
@@ -97,5 +101,7 @@ def test_cli_with_markers_teacher(tmp_path):
     golds = {p.id: p.answer for p in built.train[:12]}
     assert all(p.answer == golds[p.id] for p in kept)
     # a deterministic teacher cannot give k > 1 traces: one clear line, no traceback
-    result = CliRunner().invoke(app, ["distill", str(puzzles), "--solver", "markers", "-o", str(tmp_path / "x.jsonl"), "--k", "3"])
+    result = CliRunner().invoke(
+        app, ["distill", str(puzzles), "--solver", "markers", "-o", str(tmp_path / "x.jsonl"), "--k", "3"]
+    )
     assert result.exit_code == 2 and "n=1" in result.output and "Traceback" not in result.output

@@ -30,7 +30,15 @@ def pred_files(tmp_path):
     def write(name, predictions, n_key=True):
         path = tmp_path / name
         recs = [
-            {"id": f"p{i}", "sample": 0, "answer": GOLD, "prediction": p, "solver": "x", "tissue": "blood", **({"n": 3} if n_key else {})}
+            {
+                "id": f"p{i}",
+                "sample": 0,
+                "answer": GOLD,
+                "prediction": p,
+                "solver": "x",
+                "tissue": "blood",
+                **({"n": 3} if n_key else {}),
+            }
             for i, p in enumerate(predictions)
         ]
         path.write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -55,7 +63,10 @@ def test_single_input_json_keys(app, pred_files, tmp_path):
     assert data["batch_accuracy"] == pytest.approx(0.5)
     assert data["format_rate"] == pytest.approx(0.75)
     assert data["uniqueness"] == pytest.approx(0.75)
-    assert all(isinstance(data[k], (int, float)) for k in ("cell_accuracy", "batch_accuracy", "format_rate", "uniqueness", "n_puzzles"))
+    assert all(
+        isinstance(data[k], (int, float))
+        for k in ("cell_accuracy", "batch_accuracy", "format_rate", "uniqueness", "n_puzzles")
+    )
     assert set(data["ci"]) >= {"cell_accuracy", "batch_accuracy", "format_rate", "uniqueness", "mean_length"}
     assert data["bootstrap"] == {"resamples": 100, "seed": 3, "level": 0.95}
     assert "cell acc" in res.output and "base.jsonl" in res.output
@@ -120,7 +131,9 @@ def test_tokenizer_lengths_from_a_local_hf_tokenizer(app, pred_files, tmp_path):
     alphabet = sorted(set("".join(wrap(GOLD))) - set(" \n"))
     vocab = {"[UNK]": 0, **{ch: i + 1 for i, ch in enumerate(alphabet)}}
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("", "isolated")])
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("", "isolated")]
+    )
     folder = tmp_path / "tok"
     PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]").save_pretrained(folder)
 

@@ -1,4 +1,4 @@
-"""`evaluate`: spec §6 metrics on hand-computed examples, inputs, CIs, breakdowns, lenient."""
+"""`evaluate`: docs/format.md §6 metrics on hand-computed examples, inputs, CIs, breakdowns, lenient."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cello1.errors import InputError
-from cello1.scoring import bootstrap_ci, compare, evaluate, paired_bootstrap
 from cello1.grammar import loose_labels
+from cello1.scoring import bootstrap_ci, compare, evaluate, paired_bootstrap
 from cello1.scoring.lenient import lenient_assignment
 from cello1.vocabulary import normalise_label
 
@@ -126,7 +126,9 @@ def test_inputs_jsonl_and_folder_of_json_with_assistant_msg(tmp_path, records):
     folder = tmp_path / "orig"
     folder.mkdir()
     for r in records:  # the original repository's per-puzzle files
-        (folder / f"{r['id']}.json").write_text(json.dumps({"assistant_msg": r["answer"], "prediction": r["prediction"]}))
+        (folder / f"{r['id']}.json").write_text(
+            json.dumps({"assistant_msg": r["answer"], "prediction": r["prediction"]})
+        )
     result = evaluate(folder, bootstrap=0)
     assert result["file"] == "orig" and result["cell_accuracy"] == pytest.approx(5 / 11)
 
@@ -197,7 +199,14 @@ def test_lenient_helpers():
 def test_mean_reward_equals_batch_reward():
     from cello1.scoring import batch_reward
 
-    preds = [wrap(GOLD3), wrap("B cell | NK cell | T cell"), wrap("B cell | B cell | NK cell"), wrap("b cell | T cell"), "x", wrap("B cell|b CELL|T cell")]
+    preds = [
+        wrap(GOLD3),
+        wrap("B cell | NK cell | T cell"),
+        wrap("B cell | B cell | NK cell"),
+        wrap("b cell | T cell"),
+        "x",
+        wrap("B cell|b CELL|T cell"),
+    ]
     recs = [rec(i, p) for i, p in enumerate(preds)]
     assert evaluate(recs, bootstrap=0)["mean_reward"] == pytest.approx(np.mean([batch_reward(p, GOLD3) for p in preds]))
 

@@ -6,7 +6,6 @@ import importlib.util
 
 import pyarrow.parquet as pq
 import pytest
-from train_helpers import make_puzzles
 from typer.testing import CliRunner
 
 from cello1.cli import app
@@ -14,6 +13,7 @@ from cello1.errors import InputError
 from cello1.io import write_puzzles
 from cello1.puzzle import SYSTEM_MSG
 from cello1.training.verl import export_verl
+from train_helpers import make_puzzles
 
 
 @pytest.fixture()
@@ -47,18 +47,29 @@ def test_parquet_schema_and_reward_shim(split_files, tmp_path):
     assert module.compute_score("cellpuzzles", "no tags " + gold, gold) == -1.0
     labels = gold.split(" | ")
     swapped = " | ".join([labels[1], labels[0], *labels[2:]])
-    assert module.compute_score("cellpuzzles", f"<think>x</think>\n<answer>{swapped}</answer>", gold) == pytest.approx(1 / 6)
+    assert module.compute_score("cellpuzzles", f"<think>x</think>\n<answer>{swapped}</answer>", gold) == pytest.approx(
+        1 / 6
+    )
     assert "import torch" not in result.reward_path.read_text()
 
     script = result.script.read_text()
     for override in (
-        "algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=5", "actor_rollout_ref.actor.optim.lr=1e-06",
-        "actor_rollout_ref.actor.use_kl_loss=True", "actor_rollout_ref.actor.kl_loss_coef=0.001",
-        "actor_rollout_ref.actor.kl_loss_type=low_var_kl", "actor_rollout_ref.actor.entropy_coeff=0",
-        "data.max_prompt_length=3072", "data.max_response_length=3000", "data.train_batch_size=64",
-        "trainer.n_gpus_per_node=8", "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
-        "trainer.total_epochs=20", f"custom_reward_function.path={result.reward_path.resolve()}",
-        "custom_reward_function.name=compute_score", f"data.train_files={result.files['train'].resolve()}",
+        "algorithm.adv_estimator=grpo",
+        "actor_rollout_ref.rollout.n=5",
+        "actor_rollout_ref.actor.optim.lr=1e-06",
+        "actor_rollout_ref.actor.use_kl_loss=True",
+        "actor_rollout_ref.actor.kl_loss_coef=0.001",
+        "actor_rollout_ref.actor.kl_loss_type=low_var_kl",
+        "actor_rollout_ref.actor.entropy_coeff=0",
+        "data.max_prompt_length=3072",
+        "data.max_response_length=3000",
+        "data.train_batch_size=64",
+        "trainer.n_gpus_per_node=8",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
+        "trainer.total_epochs=20",
+        f"custom_reward_function.path={result.reward_path.resolve()}",
+        "custom_reward_function.name=compute_score",
+        f"data.train_files={result.files['train'].resolve()}",
     ):
         assert override in script, override
     manifest = (tmp_path / "verl" / "reward_function.json").read_text()
@@ -66,7 +77,9 @@ def test_parquet_schema_and_reward_shim(split_files, tmp_path):
 
 
 def test_cli_folder_input_and_user_prompt_mode(split_files, tmp_path):
-    result = CliRunner().invoke(app, ["export", "verl", str(split_files), "-o", str(tmp_path / "v"), "--prompt-mode", "user"])
+    result = CliRunner().invoke(
+        app, ["export", "verl", str(split_files), "-o", str(tmp_path / "v"), "--prompt-mode", "user"]
+    )
     assert result.exit_code == 0, result.output
     assert "train: 5 rows" in result.output and "test: 3 rows" in result.output
     row = pq.read_table(tmp_path / "v" / "test.parquet").to_pylist()[0]

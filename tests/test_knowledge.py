@@ -43,7 +43,10 @@ def test_every_official_example_label_maps_exactly_with_markers(official_records
 
 def test_official_examples_markers_point_the_right_way():
     # textbook markers lead each list for a few official labels
-    top = {label: [g for g, _ in markers_for(label)[:15]] for label in ("classical monocyte", "club cell", "B cell", "mast cell")}
+    top = {
+        label: [g for g, _ in markers_for(label)[:15]]
+        for label in ("classical monocyte", "club cell", "B cell", "mast cell")
+    }
     assert "CD14" in top["classical monocyte"]
     assert "SCGB1A1" in top["club cell"]
     assert "MS4A1" in top["B cell"]
@@ -122,4 +125,3 @@ def test_candidates_for_tissue():
 def test_normalise_gene_strips_ensembl_suffix():
     assert normalise_gene("CSF2RA_ENSG00000198223") == "CSF2RA"
     assert normalise_gene("cd14") == "CD14"
-

@@ -1,7 +1,7 @@
 """Property-based tests: arbitrary and adversarial outputs never break scoring.
 
 The fast string-based implementation is checked against a direct transcription of
-spec §5 (regex + str.splitlines), on generated text built from the tags, separators,
+docs/format.md §5 (regex + str.splitlines), on generated text built from the tags, separators,
 line breaks and unicode that trip up parsers.
 """
 
@@ -34,11 +34,7 @@ def spec_extract(text: str) -> str:
 
 
 def spec_valid(text: str) -> bool:
-    return (
-        all(text.count(tag) == 1 for tag in TAGS)
-        and SPEC_RE.match(text) is not None
-        and "|" in spec_extract(text)
-    )
+    return all(text.count(tag) == 1 for tag in TAGS) and SPEC_RE.match(text) is not None and "|" in spec_extract(text)
 
 
 def spec_reward(text: str, gold: list[str]) -> float:
@@ -47,13 +43,36 @@ def spec_reward(text: str, gold: list[str]) -> float:
     pred = [p.strip() for p in spec_extract(text).split("|") if p.strip()]
     if len(pred) != len(gold) or len({p.lower() for p in pred}) != len(pred):
         return -1.0
-    correct = sum(p.lower() == g.lower() for p, g in zip(pred, gold))
+    correct = sum(p.lower() == g.lower() for p, g in zip(pred, gold, strict=True))
     return (correct / len(gold) + (correct == len(gold))) / 2
 
 
 FRAGMENTS = [
-    *TAGS, "<think", "answer>", "</answer", "<", ">", "|", " | ", "||", "\n", "\r\n", "\r", "\u2028", "\x85",
-    " ", "\t", "B cell", "T cell", "b CELL", "NK cell", "é", "细胞", "🧬", "\x00", "<answer><answer>",
+    *TAGS,
+    "<think",
+    "answer>",
+    "</answer",
+    "<",
+    ">",
+    "|",
+    " | ",
+    "||",
+    "\n",
+    "\r\n",
+    "\r",
+    "\u2028",
+    "\x85",
+    " ",
+    "\t",
+    "B cell",
+    "T cell",
+    "b CELL",
+    "NK cell",
+    "é",
+    "细胞",
+    "🧬",
+    "\x00",
+    "<answer><answer>",
 ]
 GOLD = ["B cell", "T cell", "NK cell"]
 
@@ -102,7 +121,7 @@ def test_reward_never_raises_and_stays_in_range(text, gold):
 @given(st.permutations(GOLD), st.sampled_from(["", "\n"]), tagless_text)
 def test_valid_permutation_reward_is_cell_accuracy_formula(perm, tail, think):
     text = f"<think>{think}</think>\n<answer>{' | '.join(perm)}</answer>{tail}"
-    correct = sum(p == g for p, g in zip(perm, GOLD))
+    correct = sum(p == g for p, g in zip(perm, GOLD, strict=True))
     assert batch_reward(text, GOLD) == (correct / 3 + (correct == 3)) / 2
 
 
@@ -121,7 +140,7 @@ def test_evaluate_never_raises_and_metrics_are_rates(predictions):
 @given(st.permutations(GOLD))
 def test_lenient_equals_strict_on_clean_permutations(perm):
     text = f"<think>x</think>\n<answer>{' | '.join(perm)}</answer>"
-    strict = sum(p == g for p, g in zip(perm, GOLD))
+    strict = sum(p == g for p, g in zip(perm, GOLD, strict=True))
     assert lenient_score(text, GOLD) == (strict, strict == 3)
 
 

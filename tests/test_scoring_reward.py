@@ -1,4 +1,4 @@
-"""Every clause of spec §5 pinned with a hand-written example."""
+"""Every clause of docs/format.md §5 pinned with a hand-written example."""
 
 from __future__ import annotations
 
@@ -210,8 +210,11 @@ def test_trl_reward_plain_and_conversational():
 
 
 def test_trl_reward_takes_last_assistant_message():
-    conv = [{"role": "assistant", "content": "draft"}, {"role": "user", "content": "again"},
-            {"role": "assistant", "content": wrap(GOLD)}]
+    conv = [
+        {"role": "assistant", "content": "draft"},
+        {"role": "user", "content": "again"},
+        {"role": "assistant", "content": wrap(GOLD)},
+    ]
     assert trl_reward(["p"], [conv], answer=[GOLD]) == [1.0]
 
 

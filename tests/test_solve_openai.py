@@ -147,7 +147,8 @@ def test_cli_solve_with_openai_server(puzzles, tmp_path, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-test")
     with ChatServer() as server:
         args = ["solve", str(path), "-o", str(out), "--solver", "openai", "--model", "m", "--base-url", server.url,
-                "--api-key-env", "MY_KEY", "--concurrency", "2", "--no-progress", "--limit", "2", "--repair"]  # fmt: skip
+                "--api-key-env", "MY_KEY", "--concurrency", "2", "--no-progress", "--limit", "2",
+                "--repair"]  # fmt: skip
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
@@ -168,7 +169,8 @@ def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tm
     env = dict(os.environ, OPENAI_API_KEY="x")
     with ChatServer(delay=0.4) as server:
         cmd = [sys.executable, "-c", "from cello1.cli import main; main()", "solve", str(path), "-o", str(out),
-               "--solver", "openai", "--model", "m", "--base-url", server.url, "--concurrency", "2", "--no-progress"]  # fmt: skip
+               "--solver", "openai", "--model", "m", "--base-url", server.url, "--concurrency", "2",
+               "--no-progress"]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):

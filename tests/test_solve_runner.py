@@ -61,7 +61,14 @@ def test_records_have_the_contract_fields(tmp_path):
     r = recs[0]
     assert r["answer"] == "B cell | T cell | monocyte"
     assert r["assignment"] == ["B cell", "T cell", "monocyte"]
-    assert (r["solver"], r["model"], r["sample"], r["n"], r["tissue"], r["error"]) == ("echo", "echo-1", 0, 3, "blood", None)
+    assert (r["solver"], r["model"], r["sample"], r["n"], r["tissue"], r["error"]) == (
+        "echo",
+        "echo-1",
+        0,
+        3,
+        "blood",
+        None,
+    )
     assert lines(out) == recs
 
 

@@ -134,7 +134,13 @@ def test_unmapped_candidate_takes_the_leftover_cell(builds):
 def test_reference_labels_case_insensitive_and_unseen_labels_fall_back(builds):
     build = builds[0]
     lowered = [
-        Puzzle(id=p.id, context=p.context, cells=p.cells, candidates=[c.lower() for c in p.candidates], answer=[a.lower() for a in p.answer])
+        Puzzle(
+            id=p.id,
+            context=p.context,
+            cells=p.cells,
+            candidates=[c.lower() for c in p.candidates],
+            answer=[a.lower() for a in p.answer],
+        )
         for p in build.train
     ]
     solver = ReferenceSolver(train=lowered)

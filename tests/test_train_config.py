@@ -18,7 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_paper_defaults():
     sft = SFTStageConfig()
     assert (sft.lora_r, sft.lora_alpha, sft.lora_dropout, sft.lora_target_modules) == (256, 512, 0.05, "all-linear")
-    assert (sft.learning_rate, sft.max_length, sft.num_train_epochs, sft.use_lora, sft.merge) == (5e-5, 4096, 1.0, True, True)
+    assert (sft.learning_rate, sft.max_length, sft.num_train_epochs, sft.use_lora, sft.merge) == (
+        5e-5,
+        4096,
+        1.0,
+        True,
+        True,
+    )
     assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps) == (6, 16)
     grpo = GRPOStageConfig()
     assert (grpo.num_generations, grpo.learning_rate, grpo.beta) == (5, 1e-6, 0.001)
@@ -59,7 +65,12 @@ def test_repo_configs_load():
     for name, kind in [("deepspeed_zero3.yaml", "DEEPSPEED"), ("fsdp.yaml", "FSDP"), ("multi_gpu.yaml", "MULTI_GPU")]:
         data = yaml.safe_load((REPO / "configs" / "accelerate" / name).read_text())
         assert data["distributed_type"] == kind
-    assert yaml.safe_load((REPO / "configs" / "accelerate" / "deepspeed_zero3.yaml").read_text())["deepspeed_config"]["zero_stage"] == 3
+    assert (
+        yaml.safe_load((REPO / "configs" / "accelerate" / "deepspeed_zero3.yaml").read_text())["deepspeed_config"][
+            "zero_stage"
+        ]
+        == 3
+    )
 
 
 def test_save_config_roundtrip(tmp_path):
@@ -84,7 +95,19 @@ def test_cli_reports_impossible_settings_before_training(tmp_path):
 
     train, _ = puzzle_files()
     result = CliRunner().invoke(
-        app, ["train", "grpo", "--train", str(train), "-o", str(tmp_path / "run"), "--set", "per_device_train_batch_size=3", "--set", "gradient_accumulation_steps=1"]
+        app,
+        [
+            "train",
+            "grpo",
+            "--train",
+            str(train),
+            "-o",
+            str(tmp_path / "run"),
+            "--set",
+            "per_device_train_batch_size=3",
+            "--set",
+            "gradient_accumulation_steps=1",
+        ],
     )
     assert result.exit_code == 2
     assert "not divisible by num_generations" in result.output and "Traceback" not in result.output
@@ -99,7 +122,9 @@ def test_trl_args_on_cpu():
 
     sft = build_sft_args(SFTStageConfig(output_dir="/tmp/x", max_length=512))
     assert sft.bf16 is False and sft.use_cpu is True and sft.completion_only_loss is True and sft.max_length == 512
-    grpo = build_grpo_args(GRPOStageConfig(output_dir="/tmp/x", per_device_train_batch_size=10, gradient_accumulation_steps=1))
+    grpo = build_grpo_args(
+        GRPOStageConfig(output_dir="/tmp/x", per_device_train_batch_size=10, gradient_accumulation_steps=1)
+    )
     assert grpo.num_generations == 5 and grpo.beta == 0.001 and grpo.max_completion_length == 3000
     assert grpo.use_vllm is False and grpo.reward_weights == [1.0, 0.0, 0.0, 0.0]
     assert grpo.generation_batch_size == 10

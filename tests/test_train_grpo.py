@@ -7,20 +7,29 @@ import importlib.util
 import json
 
 import pytest
-from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
 from cello1.errors import InputError
 from cello1.training.callbacks import metric_reward_functions
 from cello1.training.config import GRPOStageConfig
+from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
 
 def tiny_config(tmp_path, **overrides) -> GRPOStageConfig:
     train, test = puzzle_files()
-    values = dict(
-        model=str(tiny_model_dir()), train_file=str(train), output_dir=str(tmp_path / "grpo"), max_steps=2,
-        num_generations=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-        max_prompt_length=512, max_completion_length=8, save_steps=1, eval_max_new_tokens=8, report_to="none",
-    )
+    values = {
+        "model": str(tiny_model_dir()),
+        "train_file": str(train),
+        "output_dir": str(tmp_path / "grpo"),
+        "max_steps": 2,
+        "num_generations": 2,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_prompt_length": 512,
+        "max_completion_length": 8,
+        "save_steps": 1,
+        "eval_max_new_tokens": 8,
+        "report_to": "none",
+    }
     values.update(overrides)
     return GRPOStageConfig(**values)
 
@@ -50,8 +59,14 @@ def test_tiny_grpo_two_steps_logs_evaluates_resumes(tmp_path):
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     per_step = [e for e in steps if "reward" in e]
     assert [e["step"] for e in per_step] == [1, 2]
-    for key in ("reward", "rewards/reward_paper/mean", "rewards/cell_accuracy/mean",
-                "rewards/batch_accuracy/mean", "rewards/format_rate/mean", "kl"):
+    for key in (
+        "reward",
+        "rewards/reward_paper/mean",
+        "rewards/cell_accuracy/mean",
+        "rewards/batch_accuracy/mean",
+        "rewards/format_rate/mean",
+        "kl",
+    ):
         assert key in per_step[0], key
     assert all(-1.0 <= e["reward"] <= 1.0 for e in per_step)
     # periodic held-out evaluation: every step, same metric names as cello1 eval
@@ -94,10 +109,19 @@ def test_unlabelled_puzzles_rejected():
 def test_smollm2_grpo_two_steps(tmp_path):
     from cello1.training.grpo import train_grpo
 
-    result = train_grpo(tiny_config(
-        tmp_path, model=str(smollm2_dir()), per_device_train_batch_size=2, max_completion_length=4,
-        use_lora=True, lora_r=4, lora_alpha=8, lora_layers=[29], save_steps=2,
-    ))
+    result = train_grpo(
+        tiny_config(
+            tmp_path,
+            model=str(smollm2_dir()),
+            per_device_train_batch_size=2,
+            max_completion_length=4,
+            use_lora=True,
+            lora_r=4,
+            lora_alpha=8,
+            lora_layers=[29],
+            save_steps=2,
+        )
+    )
     logged = [json.loads(x) for x in (result.output_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in logged if "reward" in e] == [1, 2]
     assert (result.output_dir / "checkpoint-2").is_dir() and (result.model_dir / "config.json").exists()

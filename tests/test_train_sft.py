@@ -5,21 +5,30 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
 from cello1.errors import InputError
 from cello1.io import write_puzzles
 from cello1.training.config import SFTStageConfig
 from cello1.training.data import sft_records
+from train_helpers import make_puzzles, puzzle_files, smollm2_dir, tiny_model_dir
 
 
 def tiny_config(tmp_path, **overrides) -> SFTStageConfig:
     train, test = puzzle_files()
-    values = dict(
-        model=str(tiny_model_dir()), train_file=str(train), output_dir=str(tmp_path / "sft"), max_steps=2,
-        per_device_train_batch_size=2, gradient_accumulation_steps=1, lora_r=4, lora_alpha=8, max_length=512,
-        save_steps=1, eval_max_new_tokens=8, report_to="none",
-    )
+    values = {
+        "model": str(tiny_model_dir()),
+        "train_file": str(train),
+        "output_dir": str(tmp_path / "sft"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "max_length": 512,
+        "save_steps": 1,
+        "eval_max_new_tokens": 8,
+        "report_to": "none",
+    }
     values.update(overrides)
     return SFTStageConfig(**values)
 
@@ -29,7 +38,9 @@ def test_sft_records_are_prompt_completion():
     (rec,) = sft_records([puzzle], "user")
     assert [m["role"] for m in rec["prompt"]] == ["user"]
     assert rec["completion"] == [{"role": "assistant", "content": puzzle.assistant_msg}]
-    assert rec["completion"][0]["content"].startswith("<think>") and rec["completion"][0]["content"].endswith("</answer>")
+    assert rec["completion"][0]["content"].startswith("<think>") and rec["completion"][0]["content"].endswith(
+        "</answer>"
+    )
     with pytest.raises(InputError, match="no reasoning trace.*cello1 distill"):
         sft_records(make_puzzles(2, reasoning=False))
 
@@ -78,7 +89,9 @@ def test_tiny_sft_two_steps_checkpoint_resume_merge(tiny_run):
     resumed = train_sft(tiny_config(tmp_path, max_steps=3))
     state = json.loads((resumed.output_dir / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
-    assert [e["step"] for e in (json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()) if "loss" in e] == [1, 2, 3]
+    assert [
+        e["step"] for e in (json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()) if "loss" in e
+    ] == [1, 2, 3]
 
     # the merged folder is a standalone model: no adapter files, loads and generates
     merged = resumed.model_dir
@@ -86,7 +99,9 @@ def test_tiny_sft_two_steps_checkpoint_resume_merge(tiny_run):
     tokenizer = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert tokenizer.chat_template
-    ids = tokenizer.apply_chat_template(make_puzzles(1)[0].messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        make_puzzles(1)[0].messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out_ids = model.generate(**ids, max_new_tokens=5, do_sample=False)
     assert out_ids.shape[1] == ids["input_ids"].shape[1] + 5
@@ -132,13 +147,23 @@ def test_smollm2_sft_two_steps(tmp_path):
 
     from cello1.training.sft import train_sft
 
-    result = train_sft(tiny_config(tmp_path, model=str(smollm2_dir()), per_device_train_batch_size=1, lora_layers=[29],
-                                   max_length=400, save_steps=2))
+    result = train_sft(
+        tiny_config(
+            tmp_path,
+            model=str(smollm2_dir()),
+            per_device_train_batch_size=1,
+            lora_layers=[29],
+            max_length=400,
+            save_steps=2,
+        )
+    )
     assert (result.output_dir / "checkpoint-2").is_dir()
     assert result.metrics["train_loss"] > 0
     tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
     model = AutoModelForCausalLM.from_pretrained(result.model_dir)
-    ids = tokenizer.apply_chat_template(make_puzzles(1)[0].messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        make_puzzles(1)[0].messages(), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]

@@ -11,9 +11,7 @@ The public API is flat, celltypist-style; heavy parts load lazily::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cello1._lazy import lazy_getattr
 from cello1.puzzle import SYSTEM_MSG, Puzzle, parse_record, render_record
 
 __version__ = "0.1.0"
@@ -32,10 +30,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cello1' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["SYSTEM_MSG", "Puzzle", "__version__", "parse_record", "render_record", *_LAZY]

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.scoring.evaluation import EvalResult
 from cello1.io import atomic_path, write_puzzles
+from cello1.scoring.evaluation import EvalResult
 
 # (row name, solver, assignment) in table order
 RUNS: tuple[tuple[str, str, str], ...] = (
@@ -37,6 +37,8 @@ RUNS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass
 class DemoRun:
+    """One solver run of the demo: its name, solver, assignment rule, metrics and predictions file."""
+
     name: str
     solver: str
     assignment: str
@@ -101,7 +103,9 @@ def run_demo(
             "n_range": [min(p.n for p in built.test), max(p.n for p in built.test)],
             "leakage": _jsonable(built.leakage),
         },
-        "results": {r.name: {"solver": r.solver, "assignment": r.assignment, **_jsonable(r.metrics.to_dict())} for r in runs},
+        "results": {
+            r.name: {"solver": r.solver, "assignment": r.assignment, **_jsonable(r.metrics.to_dict())} for r in runs
+        },
         "label_mapping": mapping,
     }
     with atomic_path(out / "summary.json") as tmp:
@@ -129,8 +133,9 @@ def _ci(metrics: dict[str, Any], key: str) -> str:
 
 
 def results_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Rows of the demo's accuracy table, one per run."""
     rows = []
-    for name, m in summary["results"].items():
+    for m in summary["results"].values():
         rows.append(
             [
                 m["solver"],
@@ -149,6 +154,7 @@ MAPPING_HEADER = ["label", "Cell Ontology term", "matched by", "markers"]
 
 
 def mapping_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Rows of the label → Cell Ontology mapping table, one per label."""
     rows = []
     for label, m in summary["label_mapping"].items():
         term = f"{m['term_name']} ({m['term_id']})" if m["term_id"] else "unmapped"
@@ -163,6 +169,7 @@ def mapping_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
+    """The demo summary as Markdown: data, accuracy table and label mapping table."""
     d = summary["data"]
     lines = [
         "# cello1 demo",

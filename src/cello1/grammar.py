@@ -145,7 +145,8 @@ def _tag_positions_by_count(text: str) -> tuple[int, int, int, int] | None:
 
 def _single_line(text: str) -> bool:
     """True if ``text`` holds no str.splitlines() boundary (cheap check for ASCII text;
-    non-ASCII text goes through the general regex search)."""
+    non-ASCII text goes through the general regex search).
+    """
     if text.isascii():
         return not any(ch in text for ch in "\n\r\x0b\x0c\x1c\x1d\x1e")
     return _LINE_END.search(text) is None
@@ -233,7 +234,8 @@ def split_completion(text: str) -> tuple[str | None, list[str]]:
 
 def answer_block(text: str) -> str:
     """The whole last ``<answer>`` block (all its lines; a missing ``</answer>`` is fine),
-    else the tolerant :func:`extract_answer`."""
+    else the tolerant :func:`extract_answer`.
+    """
     if not isinstance(text, str):
         return ""
     start = text.rfind(ANSWER_OPEN)
@@ -246,14 +248,16 @@ def answer_block(text: str) -> str:
 
 def loose_labels(text: str) -> list[str]:
     """Labels written loosely: :func:`answer_block` split on ``|`` and newlines, list
-    prefixes such as ``Cell 3:`` or ``3.`` removed."""
+    prefixes such as ``Cell 3:`` or ``3.`` removed.
+    """
     parts = re.split(r"\||\r\n|\n|\r", answer_block(text))
     return [p for p in (_LIST_PREFIX.sub("", part).strip() for part in parts) if p]
 
 
 def think_text(text: str) -> str:
     """The reasoning of a completion: between ``<think>`` and ``</think>`` (or up to
-    ``<answer>`` / the end when ``</think>`` is missing), stripped."""
+    ``<answer>`` / the end when ``</think>`` is missing), stripped.
+    """
     if not isinstance(text, str):
         return ""
     start = text.find(THINK_OPEN)

@@ -20,7 +20,8 @@ from cello1.puzzle import Puzzle, parse_record
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Records from a ``.jsonl``, ``.json`` (one object or a list), ``.parquet`` file or a
-    folder of such files (sorted by name)."""
+    folder of such files (sorted by name).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
@@ -98,4 +99,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> i
 
 
 def write_puzzles(path: str | os.PathLike, puzzles: Iterable[Puzzle], provenance: bool = True) -> int:
+    """Write puzzles as official JSONL records atomically (with provenance fields unless
+    ``provenance=False``); returns the count.
+    """
     return write_jsonl(path, (p.to_record(provenance=provenance) for p in puzzles))

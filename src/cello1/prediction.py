@@ -111,7 +111,8 @@ class Prediction(Mapping):
     @classmethod
     def of(cls, puzzle: Any, text: str, **values: Any) -> Prediction:
         """A prediction for ``puzzle`` (a :class:`~cello1.puzzle.Puzzle`) whose raw output
-        is ``text``; the assignment is parsed strictly unless the call failed."""
+        is ``text``; the assignment is parsed strictly unless the call failed.
+        """
         failed = values.get("error") is not None
         return cls(
             id=puzzle.id,

@@ -43,9 +43,7 @@ PromptMode = Literal["system", "user"]
 PROVENANCE_FIELDS = ("source", "donor", "tissue", "disease", "cell_ids", "n")
 
 _USER_RE = re.compile(
-    r"\AContext: (?P<context>.*?) \n\n(?P<cells>Cell 1: .*?)\n\n"
-    + re.escape(MATCH_LINE)
-    + r"\n(?P<candidates>.*)\Z",
+    r"\AContext: (?P<context>.*?) \n\n(?P<cells>Cell 1: .*?)\n\n" + re.escape(MATCH_LINE) + r"\n(?P<candidates>.*)\Z",
     re.DOTALL,
 )
 _CELL_RE = re.compile(r"\ACell (?P<i>\d+): (?P<genes>.*)\Z")
@@ -116,7 +114,8 @@ class Puzzle:
     def to_record(self, provenance: bool = True) -> dict[str, Any]:
         """The official record (``system_msg``, ``user_msg``, ``assistant_msg``) plus ``id``
         and, when set, provenance fields. Fields that are ``None`` are left out, so
-        ``to_record(from_record(r)) == r`` for official records."""
+        ``to_record(from_record(r)) == r`` for official records.
+        """
         rec: dict[str, Any] = {"id": self.id, "system_msg": SYSTEM_MSG, "user_msg": self.user_msg}
         if self.assistant_msg is not None:
             rec["assistant_msg"] = self.assistant_msg
@@ -151,7 +150,8 @@ def puzzle_id(user_msg: str, assistant_msg: str | None = None) -> str:
 
 def parse_user_msg(user_msg: str) -> tuple[str, list[list[str]], list[str]]:
     """Inverse of :func:`render_user_msg`. Also accepts the RL layout, where the
-    instructions follow the puzzle after a newline."""
+    instructions follow the puzzle after a newline.
+    """
     text = user_msg
     if text.endswith("\n" + SYSTEM_MSG):
         text = text[: -len(SYSTEM_MSG) - 1]

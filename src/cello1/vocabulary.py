@@ -48,7 +48,8 @@ def singular(key: str) -> str:
 
 def ontology_key(label: str) -> str:
     """The key matched against Cell Ontology names: "+"/"-" spelled out, plurals and
-    hyphenated "T-cell" folded, "_" and "/" as spaces."""
+    hyphenated "T-cell" folded, "_" and "/" as spaces.
+    """
     s = label_key(label)
     s = re.sub(r"(?<=[a-z0-9])\+", "-positive", s)
     s = re.sub(r"(?<=\d)-(?=[\s,/]|$)", "-negative", s)
@@ -167,7 +168,8 @@ TermOf = Callable[[str], "str | None"]
 
 def similarity(a: str, b: str, term_of: TermOf | None = None) -> float:
     """1 for the same canonical label (or the same Cell Ontology term under ``term_of``),
-    else the similarity ratio of the canonical forms (:class:`difflib.SequenceMatcher`), in [0, 1)."""
+    else the similarity ratio of the canonical forms (:class:`difflib.SequenceMatcher`), in [0, 1).
+    """
     na, nb = normalise_label(a), normalise_label(b)
     if na == nb:
         return 1.0
@@ -187,7 +189,8 @@ def similarity_matrix(
     written: Sequence[str], candidates: Sequence[str], n: int, term_of: TermOf | None = None
 ) -> np.ndarray:
     """``n`` × candidates similarity of what was written at each position (positions
-    with nothing written get zeros: any leftover candidate fits them equally)."""
+    with nothing written get zeros: any leftover candidate fits them equally).
+    """
     sim = np.zeros((n, len(candidates)))
     for i, label in enumerate(list(written)[:n]):
         sim[i] = [similarity(label, c, term_of) for c in candidates]

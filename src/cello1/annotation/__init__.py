@@ -31,4 +31,3 @@ __all__ = [
     "save_h5ad",
     "write_csv",
 ]
-

@@ -155,7 +155,9 @@ def solve_all(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool,
     """Answers for every puzzle; LLM solvers get them in batches of their ``batch_size``."""
     answers: list[PuzzleAnswer] = []
     step = 1 if solver.supports(Ability.SCORE_MATRIX) else max(int(solver.batch_size or 1), 1)
-    with tqdm(total=len(puzzles), desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2) as bar:
+    with tqdm(
+        total=len(puzzles), desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2
+    ) as bar:
         for start in range(0, len(puzzles), step):
             chunk = puzzles[start : start + step]
             if step == 1:

@@ -37,16 +37,21 @@ class Expression:
 
 def expression_source(adata, layer: str | None = None, use_raw: bool | None = None) -> Expression:
     """Pick the expression matrix: ``layer``, else ``.raw`` (when present, or when
-    ``use_raw=True``), else ``.X`` — scanpy's convention, since ``.X`` is often scaled."""
+    ``use_raw=True``), else ``.X`` — scanpy's convention, since ``.X`` is often scaled.
+    """
     if layer is not None and use_raw:
         raise InputError("use either {layer} or {use_raw}, not both", params=["layer", "use_raw"])
     if layer is not None:
         if layer not in adata.layers:
             available = ", ".join(adata.layers.keys()) or "none"
-            raise InputError(f"layer {layer!r} not found (available layers: {available}); check {{layer}}", params=["layer"])
+            raise InputError(
+                f"layer {layer!r} not found (available layers: {available}); check {{layer}}", params=["layer"]
+            )
         return Expression(adata.layers[layer], _gene_symbols(adata.var), f"layers/{layer}")
     if use_raw and adata.raw is None:
-        raise InputError("{use_raw} given but the data has no .raw; drop {use_raw} or pass {layer}", params=["use_raw", "layer"])
+        raise InputError(
+            "{use_raw} given but the data has no .raw; drop {use_raw} or pass {layer}", params=["use_raw", "layer"]
+        )
     if adata.raw is not None and use_raw is not False:
         return Expression(adata.raw.X, _gene_symbols(adata.raw.var), "raw")
     return Expression(adata.X, _gene_symbols(adata.var), "X")
@@ -75,6 +80,7 @@ def _top_genes(matrix: np.ndarray, genes: np.ndarray, k: int) -> list[list[str]]
 
 
 def mean_gene_lists(expr: Expression, codes: np.ndarray, n_clusters: int, k: int) -> list[list[str]]:
+    """Top ``k`` genes of each cluster by mean expression, highest first."""
     return _top_genes(cluster_means(expr.X, codes, n_clusters), expr.genes, k)
 
 

@@ -157,7 +157,9 @@ def solve_text_batch(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats
     ]
 
 
-def _answer_from_text(puzzle: ClusterPuzzle, solver: Solver, completion: Completion, allow_repeats: bool) -> PuzzleAnswer:
+def _answer_from_text(
+    puzzle: ClusterPuzzle, solver: Solver, completion: Completion, allow_repeats: bool
+) -> PuzzleAnswer:
     if completion.error:
         raise InputError(
             f"{solver.name} failed on sample {puzzle.split!r}: {completion.error}; check {{model}} / {{base_url}}",

@@ -29,7 +29,8 @@ DEFAULT_CONTEXT = "Each cell below is one cluster of cells from the same dataset
 @dataclass
 class ClusterPuzzle(Puzzle):
     """A :class:`Puzzle` whose cells are clusters, with an optional note after the
-    candidate list (how to use ``unassigned`` / repeats) for LLM solvers."""
+    candidate list (how to use ``unassigned`` / repeats) for LLM solvers.
+    """
 
     note: str = ""
     split: str = POOLED
@@ -38,6 +39,7 @@ class ClusterPuzzle(Puzzle):
 
     @property
     def user_msg(self) -> str:
+        """The puzzle's user message, followed by the note when there is one."""
         base = super().user_msg
         return f"{base}\n\n{self.note}" if self.note else base
 
@@ -81,9 +83,15 @@ def resolve_candidates(candidates, tissue: str | None) -> list[str]:
 
         chosen = parse_candidates(candidates_for_tissue(tissue))
         if not chosen:
-            raise InputError(f"the marker knowledge base has no cell types for tissue {tissue!r}; pass {{candidates}}", params=["candidates"])
+            raise InputError(
+                f"the marker knowledge base has no cell types for tissue {tissue!r}; pass {{candidates}}",
+                params=["candidates"],
+            )
     if not chosen:
-        raise InputError("no candidate cell types given; pass {candidates}='A,B,C' (or a file, one per line) or {tissue}", params=["candidates", "tissue"])
+        raise InputError(
+            "no candidate cell types given; pass {candidates}='A,B,C' (or a file, one per line) or {tissue}",
+            params=["candidates", "tissue"],
+        )
     if any(c.lower() == UNASSIGNED for c in chosen):
         raise InputError(f"{UNASSIGNED!r} is reserved for leftover clusters; remove it from the candidates")
     return chosen
@@ -106,7 +114,9 @@ def cluster_labels(obs: pd.DataFrame, groupby: str) -> pd.Series:
     labels = col.astype(object).where(col.notna(), None)
     labels = labels.map(lambda v: None if v is None else str(v))
     if labels.notna().sum() == 0:
-        raise InputError(f"{{groupby}} column {groupby!r} has no values; pick the column holding cluster ids", params=["groupby"])
+        raise InputError(
+            f"{{groupby}} column {groupby!r} has no values; pick the column holding cluster ids", params=["groupby"]
+        )
     return labels
 
 
@@ -125,7 +135,8 @@ def _natural_key(name: str) -> tuple:
 
 def shared_context(obs: pd.DataFrame, tissue: str | None = None) -> str:
     """Donor context from the obs columns that hold a single value in this sample
-    (``tissue`` fills in when obs has no tissue column)."""
+    (``tissue`` fills in when obs has no tissue column).
+    """
     row: dict[str, str] = {"tissue": tissue} if tissue and "tissue" not in obs.columns else {}
     for col in context_columns(list(obs.columns)):
         values = obs[col].dropna().astype(str).unique()
@@ -202,7 +213,8 @@ def _single_value(obs: pd.DataFrame, column: str) -> str | None:
 def llm_view(puzzle: ClusterPuzzle, allow_repeats: bool) -> ClusterPuzzle:
     """The puzzle as shown to an LLM: ``unassigned`` offered as an extra candidate when
     there are more clusters than types, and a note on the rules that differ from
-    CellPuzzles (rectangular, repeats)."""
+    CellPuzzles (rectangular, repeats).
+    """
     n_cells, n_types = puzzle.n, len(puzzle.candidates)
     shown = list(puzzle.candidates)
     notes = []
@@ -222,4 +234,3 @@ def llm_view(puzzle: ClusterPuzzle, allow_repeats: bool) -> ClusterPuzzle:
     if notes:
         notes.append(f"Give exactly {n_cells} labels, one per cell, in cell order.")
     return ClusterPuzzle(**{**puzzle.__dict__, "candidates": shown, "note": " ".join(notes)})
-

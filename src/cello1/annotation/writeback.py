@@ -59,7 +59,8 @@ def write_labels(
     key_added: str = "cello1_cell_type",
 ) -> pd.DataFrame:
     """Set ``obs[key_added]`` (categorical), ``obs[key_added + '_confidence']`` and
-    ``uns['cello1']``; returns the cluster table."""
+    ``uns['cello1']``; returns the cluster table.
+    """
     table = cluster_table(answers)
     clusters = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna(), None)
     splits = (
@@ -79,6 +80,10 @@ def write_labels(
 def uns_record(
     answers: list[PuzzleAnswer], table: pd.DataFrame, candidates: list[str], settings: dict[str, Any]
 ) -> dict[str, Any]:
+    """The ``uns["cello1"]`` record: settings, candidates, per-cluster results, the
+    clusters × candidates score matrix (NaN without solver scores), the unassigned
+    clusters and per-puzzle texts, as HDF5-writable values.
+    """
     sorted_candidates = sorted(candidates)
     scores = np.full((len(table), len(sorted_candidates)), np.nan)
     calls = [call for answer in answers for call in answer.calls]
@@ -115,6 +120,7 @@ def _cluster_names(table: pd.DataFrame) -> list[str]:
 
 
 def unassigned_clusters(table: pd.DataFrame) -> list[str]:
+    """Names of the table's clusters labelled ``unassigned``."""
     return _cluster_names(table.loc[table["label"] == UNASSIGNED])
 
 
@@ -144,7 +150,7 @@ def h5_safe(value: Any) -> Any:
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """cluster → label → confidence (+ sample, size, top genes, reasoning), atomically."""
+    """Cluster → label → confidence (+ sample, size, top genes, reasoning), atomically."""
     path = Path(path)
     columns = ["cluster", "label", "confidence", "n_cells", "top_genes", "reasoning"]
     if (table["split"] != POOLED).any():
@@ -172,7 +178,9 @@ def plot_labels(adata, key: str, path: str | os.PathLike, basis: str | None = No
 
     basis = basis or embedding_basis(adata)
     if basis is None:
-        raise InputError("no 2-D embedding in obsm (e.g. X_umap) to plot; drop {plot} or compute a UMAP first", params=["plot"])
+        raise InputError(
+            "no 2-D embedding in obsm (e.g. X_umap) to plot; drop {plot} or compute a UMAP first", params=["plot"]
+        )
     coords = np.asarray(adata.obsm[basis])[:, :2]
     labels = adata.obs[key]
     fig = Figure(figsize=(7.5, 5.5), dpi=120)
@@ -208,6 +216,7 @@ def _palette(n: int) -> list:
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file (by inode when both exist, else by resolved path)."""
     a, b = Path(a), Path(b)
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
@@ -216,10 +225,14 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def save_h5ad(adata, out: str | os.PathLike, *, source: str | os.PathLike | None = None, inplace: bool = False) -> Path:
     """Write ``adata`` to ``out`` via a temp file + rename; refuse to overwrite the input
-    file ``source`` unless ``inplace``."""
+    file ``source`` unless ``inplace``.
+    """
     out = Path(out)
     if source is not None and same_file(out, source) and not inplace:
-        raise InputError(f"output {out} is the input file; choose another {{out}} path or pass {{inplace}} to overwrite it", params=["out", "inplace"])
+        raise InputError(
+            f"output {out} is the input file; choose another {{out}} path or pass {{inplace}} to overwrite it",
+            params=["out", "inplace"],
+        )
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
     return out

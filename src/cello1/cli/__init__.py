@@ -10,7 +10,6 @@ import sys
 
 import typer
 
-from cello1.cli._common import click_exceptions
 from cello1.cli import (
     annotate_cmd,
     build_cmd,
@@ -21,6 +20,7 @@ from cello1.cli import (
     solve_cmd,
     train_cmd,
 )
+from cello1.cli._common import click_exceptions
 
 app = typer.Typer(
     name="cello1",
@@ -30,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
 
 @app.callback()
 def _options(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of any error.")) -> None:

@@ -25,14 +25,18 @@ def annotate(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output .h5ad (a new file; required unless --inplace).")
     ] = None,
-    solver: Annotated[str, typer.Option("--solver", "-s", help="markers | reference | random | hf | openai | …")] = "markers",
+    solver: Annotated[
+        str, typer.Option("--solver", "-s", help="markers | reference | random | hf | openai | …")
+    ] = "markers",
     tissue: Annotated[
         str | None, typer.Option(help="Propose candidates from the marker knowledge base for this tissue.")
     ] = None,
     split_by: Annotated[
         str | None, typer.Option("--split-by", help="obs column: one puzzle per donor/sample (default: pooled).")
     ] = None,
-    genes: Annotated[str, typer.Option(help="Cluster description: 'markers' (rank_genes_groups) or 'mean'.")] = "markers",
+    genes: Annotated[
+        str, typer.Option(help="Cluster description: 'markers' (rank_genes_groups) or 'mean'.")
+    ] = "markers",
     top_k: Annotated[int, typer.Option("--top-k", help="Genes per cluster.")] = 50,
     allow_repeats: Annotated[
         bool, typer.Option("--allow-repeats", help="Several clusters may share a type (best type per cluster).")
@@ -54,7 +58,8 @@ def annotate(
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")] = None,
 ) -> None:
     """Annotate the clusters of your own AnnData: one puzzle per sample whose cells are
-    the clusters, solved jointly (each type once unless --allow-repeats)."""
+    the clusters, solved jointly (each type once unless --allow-repeats).
+    """
     from cello1.errors import InputError
 
     out = _output_path(data, out, inplace)

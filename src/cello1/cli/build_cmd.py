@@ -1,5 +1,6 @@
 """``cello1 build [INPUT.h5ad ...] -o DIR``: a thin layer over :func:`cello1.data.build_puzzles`
-and :func:`cello1.data.write_build`."""
+and :func:`cello1.data.write_build`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, config_option
+from cello1.data.config import BuildConfig
 
 _KEYS = "Column names (CELLxGENE schema defaults)"
 _PUZZLES = "Puzzles"
@@ -23,46 +25,47 @@ _INPUT = "Reading the data"
 def build(
     ctx: typer.Context,
     inputs: list[Path] = typer.Argument(
-        None, metavar="[INPUT.h5ad ...]", help="AnnData .h5ad files. None: the embedded pbmc68k_reduced (labels in bulk_labels)."
+        None,
+        metavar="[INPUT.h5ad ...]",
+        help="AnnData .h5ad files. None: the embedded pbmc68k_reduced (labels in bulk_labels).",
     ),
-    out: Path = typer.Option(..., "-o", "--out", help="Output folder (train/test .jsonl + .parquet, leakage.json, README.md)."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output folder (train/test .jsonl + .parquet, leakage.json, README.md)."
+    ),
     label_key: str | None = typer.Option(
-        None, help="obs column with the cell type (default: cell_type; bulk_labels for the embedded data).", rich_help_panel=_KEYS
+        None,
+        help="obs column with the cell type (default: cell_type; bulk_labels for the embedded data).",
+        rich_help_panel=_KEYS,
     ),
-    donor_key: str = typer.Option("donor_id", help="obs column with the donor; absent = one group per file.", rich_help_panel=_KEYS),
-    gene_key: str = typer.Option("feature_name", help="var column with gene symbols; absent = var_names.", rich_help_panel=_KEYS),
-    batch_key: str = typer.Option("batch", help="obs column that further splits donors into groups, when present.", rich_help_panel=_KEYS),
-    suspension_key: str = typer.Option("suspension_type", help="obs column with cell/nucleus.", rich_help_panel=_KEYS),
-    suspension_type: str = typer.Option(
-        "cell", help="Keep only cells with this suspension type when the column exists; 'any' keeps all.", rich_help_panel=_INPUT
-    ),
-    query: str | None = typer.Option(None, help="Select cells with a pandas obs query, e.g. 'tissue == \"lung\"'.", rich_help_panel=_INPUT),
-    max_cells: int = typer.Option(20_000, help="Subsample each file to at most this many cells (0 = all).", rich_help_panel=_INPUT),
-    top_k: int = typer.Option(50, help="Top expressed genes listed per cell.", rich_help_panel=_INPUT),
+    donor_key: str = config_option(BuildConfig, "donor_key", rich_help_panel=_KEYS),
+    gene_key: str = config_option(BuildConfig, "gene_key", rich_help_panel=_KEYS),
+    batch_key: str = config_option(BuildConfig, "batch_key", rich_help_panel=_KEYS),
+    suspension_key: str = config_option(BuildConfig, "suspension_key", rich_help_panel=_KEYS),
+    suspension_type: str = config_option(BuildConfig, "suspension_type", rich_help_panel=_INPUT),
+    query: str | None = config_option(BuildConfig, "query", rich_help_panel=_INPUT),
+    max_cells: int = config_option(BuildConfig, "max_cells", rich_help_panel=_INPUT),
+    top_k: int = config_option(BuildConfig, "top_k", rich_help_panel=_INPUT),
     keep_ensembl_suffix: bool = typer.Option(
-        False, "--keep-ensembl-suffix", help="Keep 'CSF2RA_ENSG00000198223' as is (default strips to 'CSF2RA').", rich_help_panel=_INPUT
+        False,
+        "--keep-ensembl-suffix",
+        help="Keep 'CSF2RA_ENSG00000198223' as is (default strips to 'CSF2RA').",
+        rich_help_panel=_INPUT,
     ),
-    backed: bool = typer.Option(False, "--backed", help="Read X from disk chunk by chunk (files larger than memory).", rich_help_panel=_INPUT),
-    chunk_size: int = typer.Option(2048, help="Rows per chunk for the top-gene computation.", rich_help_panel=_INPUT),
-    topk_engine: str = typer.Option(
-        "auto", help="Top-gene engine: auto (numba when installed) | numba | numpy; identical results.", rich_help_panel=_INPUT
-    ),
-    n_min: int = typer.Option(8, help="Smallest N (cells per puzzle).", rich_help_panel=_PUZZLES),
-    n_max: int = typer.Option(15, help="Largest N (cells per puzzle).", rich_help_panel=_PUZZLES),
-    puzzles_per_n: int = typer.Option(40, help="Target puzzles per N per group (donor/batch).", rich_help_panel=_PUZZLES),
-    seed: int = typer.Option(0, help="Random seed (same seed + inputs = same puzzles).", rich_help_panel=_PUZZLES),
-    split: str = typer.Option(
-        "auto",
-        help="auto (donor-disjoint with >= 2 donors, else cell-disjoint) | donor | cell | random (the original, leaky).",
-        rich_help_panel=_SPLIT,
-    ),
-    test_fraction: float = typer.Option(0.15, help="Share of puzzles (or cells) held out for test.", rich_help_panel=_SPLIT),
-    max_test: int = typer.Option(1100, help="Cap on test puzzles, stratified by N (0 = no cap).", rich_help_panel=_SPLIT),
+    backed: bool = config_option(BuildConfig, "backed", "--backed", rich_help_panel=_INPUT),
+    chunk_size: int = config_option(BuildConfig, "chunk_size", rich_help_panel=_INPUT),
+    topk_engine: str = config_option(BuildConfig, "topk_engine", rich_help_panel=_INPUT),
+    n_min: int = config_option(BuildConfig, "n_min", rich_help_panel=_PUZZLES),
+    n_max: int = config_option(BuildConfig, "n_max", rich_help_panel=_PUZZLES),
+    puzzles_per_n: int = config_option(BuildConfig, "puzzles_per_n", rich_help_panel=_PUZZLES),
+    seed: int = config_option(BuildConfig, "seed", rich_help_panel=_PUZZLES),
+    split: str = config_option(BuildConfig, "split", rich_help_panel=_SPLIT),
+    test_fraction: float = config_option(BuildConfig, "test_fraction", rich_help_panel=_SPLIT),
+    max_test: int = config_option(BuildConfig, "max_test", rich_help_panel=_SPLIT),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build CellPuzzles (train/test) from annotated AnnData files, leakage-free by default."""
-    from cello1.data import BuildConfig, build_puzzles, write_build
+    from cello1.data import build_puzzles, write_build
     from cello1.data.card import check_output_dir
 
     started = time.perf_counter()

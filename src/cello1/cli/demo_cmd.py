@@ -1,5 +1,6 @@
 """``cello1 demo -o DIR``: build from the embedded data, solve with the non-LLM solvers,
-evaluate side by side (a thin layer over :func:`cello1.demo.run_demo`)."""
+evaluate side by side (a thin layer over :func:`cello1.demo.run_demo`).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Build puzzles from the embedded PBMC data, solve them with random, markers and
-    reference, and print accuracy side by side plus the label → Cell Ontology mapping."""
+    reference, and print accuracy side by side plus the label → Cell Ontology mapping.
+    """
     from rich.console import Console
 
     from cello1.demo import (

@@ -1,5 +1,6 @@
 """``cello1 distill PUZZLES --solver NAME -o SFT.jsonl --k K``: a thin layer over
-:func:`cello1.training.distill.distill`."""
+:func:`cello1.training.distill.distill`.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from cello1.cli._common import cli_errors, given_options
 @cli_errors
 def distill(
     puzzles: Path = typer.Argument(..., help="Labelled puzzles (builder output or official records)."),
-    out: Path = typer.Option(..., "-o", "--out", help="SFT records (official format with <think>…</think>\\n<answer>…</answer>)."),
-    solver: str = typer.Option("markers", "--solver", "-s", help="Teacher: any solver (markers | reference | hf | openai | vllm | gguf …)."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="SFT records (official format with <think>…</think>\\n<answer>…</answer>)."
+    ),
+    solver: str = typer.Option(
+        "markers", "--solver", "-s", help="Teacher: any solver (markers | reference | hf | openai | vllm | gguf …)."
+    ),
     k: int = typer.Option(1, "--k", help="Traces asked per puzzle (sampling teachers; deterministic ones need 1)."),
     model: str | None = typer.Option(None, help="Teacher model (LLM solvers)."),
     prompt_mode: str | None = typer.Option(None, help="Teacher prompt mode: system | user."),

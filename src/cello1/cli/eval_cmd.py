@@ -19,10 +19,13 @@ _PLOT_SUFFIXES = {".png", ".pdf", ".svg"}
 @cli_errors
 def eval_(
     predictions: list[Path] = typer.Argument(
-        ..., help="Prediction files (cello1 solve JSONL, or JSON/JSONL records with 'answer'/'assistant_msg' and "
-        "'prediction'), or folders of .json files. Several = side by side with a paired bootstrap vs the first."
+        ...,
+        help="Prediction files (cello1 solve JSONL, or JSON/JSONL records with 'answer'/'assistant_msg' and "
+        "'prediction'), or folders of .json files. Several = side by side with a paired bootstrap vs the first.",
     ),
-    json_out: Path | None = typer.Option(None, "--json", help="Write metrics as JSON (a list of objects for several inputs)."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write metrics as JSON (a list of objects for several inputs)."
+    ),
     markdown: Path | None = typer.Option(None, "--markdown", help="Write the tables as Markdown."),
     plot: Path | None = typer.Option(None, "--plot", help="Plot accuracy vs N per input (.png, .pdf or .svg)."),
     tokenizer: str | None = typer.Option(
@@ -35,7 +38,9 @@ def eval_(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
-    """Evaluate prediction files: cell/batch accuracy, format rate, uniqueness, length; CIs; by N/tissue/disease/source."""
+    """Evaluate prediction files: cell/batch accuracy, format rate, uniqueness, length; CIs;
+    by N/tissue/disease/source.
+    """
     from cello1.errors import InputError
     from cello1.io import atomic_path
     from cello1.scoring.evaluation import compare, evaluate

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, config_option
+from cello1.training.verl import VerlRunSettings
 
 app = typer.Typer(help="Export puzzles to other frameworks.", no_args_is_help=True)
 
@@ -17,16 +18,21 @@ def verl(
     puzzles: list[Path] = typer.Argument(..., help="Puzzle files (train/test by name) or a folder holding them."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     prompt_mode: str = typer.Option("system", "--prompt-mode", help="system | user — the same as at inference."),
-    model: str = typer.Option("Qwen/Qwen2.5-7B-Instruct", "--model", help="Policy model written into run_verl_grpo.sh."),
-    n_gpus: int = typer.Option(8, "--n-gpus", help="GPUs per node in run_verl_grpo.sh."),
-    nnodes: int = typer.Option(1, "--nnodes", help="Nodes in run_verl_grpo.sh."),
+    model: str = config_option(VerlRunSettings, "model", "--model"),
+    n_gpus_per_node: int = config_option(VerlRunSettings, "n_gpus_per_node", "--n-gpus"),
+    nnodes: int = config_option(VerlRunSettings, "nnodes", "--nnodes"),
 ) -> None:
     """Write verl Parquet files (data_source, prompt, ability, reward_model, extra_info), the
-    reward shim and a ready GRPO launch script (the paper's settings)."""
-    from cello1.training.verl import VerlRunSettings, export_verl
+    reward shim and a ready GRPO launch script (the paper's settings).
+    """
+    from cello1.training.verl import export_verl
 
-    result = export_verl(puzzles, out, prompt_mode, VerlRunSettings(model=model, n_gpus_per_node=n_gpus, nnodes=nnodes))
+    result = export_verl(
+        puzzles, out, prompt_mode, VerlRunSettings(model=model, n_gpus_per_node=n_gpus_per_node, nnodes=nnodes)
+    )
     for split, path in result.files.items():
         typer.echo(f"{split}: {result.counts[split]} rows -> {path}")
-    typer.echo(f"reward: custom_reward_function.path={result.reward_path.resolve()} custom_reward_function.name=compute_score")
+    typer.echo(
+        f"reward: custom_reward_function.path={result.reward_path.resolve()} custom_reward_function.name=compute_score"
+    )
     typer.echo(f"run: bash {result.script}")

@@ -1,5 +1,6 @@
 """``cello1 solve PUZZLES -o PRED.jsonl --solver NAME [options]``: a thin layer over
-:func:`cello1.solvers.run.solve`."""
+:func:`cello1.solvers.run.solve`.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ _CLASSIC = "Non-LLM solvers"
 def solve(
     puzzles: Path = typer.Argument(..., help="Puzzle file: builder JSONL/Parquet or official JSON/JSONL/Parquet."),
     out: Path = typer.Option(..., "-o", "--out", help="Prediction JSONL (appended to; re-running resumes)."),
-    solver: str = typer.Option("markers", "--solver", "-s", help="random | markers | reference | hf | openai | vllm | gguf"),
-    model: str | None = typer.Option(None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM),
+    solver: str = typer.Option(
+        "markers", "--solver", "-s", help="random | markers | reference | hf | openai | vllm | gguf"
+    ),
+    model: str | None = typer.Option(
+        None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM
+    ),
     prompt_mode: str | None = typer.Option(
-        None, help="system: instructions as system message (SFT); user: appended to the user turn (RL/test).", rich_help_panel=_LLM
+        None,
+        help="system: instructions as system message (SFT); user: appended to the user turn (RL/test).",
+        rich_help_panel=_LLM,
     ),
     n: int | None = typer.Option(None, "--n", help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
     max_new_tokens: int | None = typer.Option(None, help="Generation budget per sample.", rich_help_panel=_LLM),
@@ -30,18 +37,31 @@ def solve(
     top_p: float | None = typer.Option(None, help="Nucleus sampling.", rich_help_panel=_LLM),
     batch_size: int | None = typer.Option(None, help="Puzzles per generation batch.", rich_help_panel=_LLM),
     constrained: bool = typer.Option(
-        False, "--constrained", help="hf: the answer is always a valid permutation of the candidates.", rich_help_panel=_LLM
+        False,
+        "--constrained",
+        help="hf: the answer is always a valid permutation of the candidates.",
+        rich_help_panel=_LLM,
     ),
     chat_template: str | None = typer.Option(
         None, help="hf: Jinja template (string or file) or 'plain' for tokenizers without one.", rich_help_panel=_LLM
     ),
     device: str | None = typer.Option(None, help="hf/vllm: cpu, cuda, cuda:1 … (default: auto).", rich_help_panel=_LLM),
-    dtype: str | None = typer.Option(None, help="hf: float32, bfloat16, float16 (default: auto).", rich_help_panel=_LLM),
-    threads: int | None = typer.Option(None, help="hf: CPU threads for torch (default: torch's).", rich_help_panel=_LLM),
-    base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", rich_help_panel=_API),
-    api_key_env: str | None = typer.Option(None, help="Environment variable holding the API key (default OPENAI_API_KEY).", rich_help_panel=_API),
+    dtype: str | None = typer.Option(
+        None, help="hf: float32, bfloat16, float16 (default: auto).", rich_help_panel=_LLM
+    ),
+    threads: int | None = typer.Option(
+        None, help="hf: CPU threads for torch (default: torch's).", rich_help_panel=_LLM
+    ),
+    base_url: str | None = typer.Option(
+        None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", rich_help_panel=_API
+    ),
+    api_key_env: str | None = typer.Option(
+        None, help="Environment variable holding the API key (default OPENAI_API_KEY).", rich_help_panel=_API
+    ),
     concurrency: int | None = typer.Option(None, help="Parallel requests.", rich_help_panel=_API),
-    reasoning_effort: str | None = typer.Option(None, help="Reasoning models: low | medium | high.", rich_help_panel=_API),
+    reasoning_effort: str | None = typer.Option(
+        None, help="Reasoning models: low | medium | high.", rich_help_panel=_API
+    ),
     timeout: float | None = typer.Option(None, help="Seconds per request before a retry.", rich_help_panel=_API),
     max_retries: int | None = typer.Option(None, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
     seed: int | None = typer.Option(None, help="Random seed.", rich_help_panel=_CLASSIC),

@@ -12,27 +12,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cello1.cli._common import cli_errors
 
+if TYPE_CHECKING:
+    from cello1.training.config import StageConfig
+
 app = typer.Typer(help="Train Cell-o1 models (SFT, GRPO).", no_args_is_help=True)
 
-_CONFIG = typer.Option(None, "--config", "-c", help="Stage config (.yaml/.yml/.toml); see configs/sft.yaml, configs/grpo.yaml.")
+_CONFIG = typer.Option(
+    None, "--config", "-c", help="Stage config (.yaml/.yml/.toml); see configs/sft.yaml, configs/grpo.yaml."
+)
 _MODEL = typer.Option(None, "--model", "-m", help="Base model: hub id, local folder or .gguf file.")
 _TRAIN = typer.Option(None, "--train", help="Training puzzles (any file `cello1 build`/official data provides).")
 _EVAL = typer.Option(None, "--eval", help="Held-out puzzles for periodic evaluation (cello1 eval metrics).")
 _OUT = typer.Option(None, "-o", "--output-dir", help="Run folder (checkpoints, logs, final model, resolved config).")
-_MODE = typer.Option(None, "--prompt-mode", help="system | user — use the same at inference (cello1 solve --prompt-mode).")
+_MODE = typer.Option(
+    None, "--prompt-mode", help="system | user — use the same at inference (cello1 solve --prompt-mode)."
+)
 _STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (overrides epochs).")
 _LR = typer.Option(None, "--lr", help="Learning rate.")
 _SET = typer.Option(None, "--set", help="Override any setting: --set key=value (repeatable), e.g. --set lora_r=64.")
-_RESUME = typer.Option(None, "--resume/--no-resume", help="Resume from the last checkpoint in the run folder [default: auto].")
+_RESUME = typer.Option(
+    None, "--resume/--no-resume", help="Resume from the last checkpoint in the run folder [default: auto]."
+)
 
 
-def build_config(stage: str, config: Path | None, options: dict[str, Any], overrides: list[str] | None):
+def build_config(stage: str, config: Path | None, options: dict[str, Any], overrides: list[str] | None) -> StageConfig:
     from cello1.training.config import load_config, parse_overrides
 
     values = {k: v for k, v in options.items() if v is not None}
@@ -75,7 +84,9 @@ def sft(
     max_steps: int | None = _STEPS,
     lr: float | None = _LR,
     use_dora: bool | None = typer.Option(None, "--dora/--lora", help="DoRA instead of LoRA [default: LoRA]."),
-    merge: bool | None = typer.Option(None, "--merge/--no-merge", help="Merge the adapter into OUTPUT/merged [default: merge]."),
+    merge: bool | None = typer.Option(
+        None, "--merge/--no-merge", help="Merge the adapter into OUTPUT/merged [default: merge]."
+    ),
     resume: bool | None = _RESUME,
     set_: list[str] | None = _SET,
 ) -> None:

@@ -7,23 +7,25 @@
 
 from __future__ import annotations
 
-from cello1.data.build import BuildConfig, BuildResult, build_puzzles
-from cello1.data.card import dataset_card, write_build
+from cello1._lazy import lazy_getattr
+from cello1.data.config import BuildConfig
 from cello1.data.context import context_sentence, is_missing
-from cello1.data.embedded import EMBEDDED_LABEL_KEY, pbmc68k_reduced
-from cello1.data.topgenes import strip_ensembl_suffix, top_gene_indices, top_genes
 
-__all__ = [
-    "EMBEDDED_LABEL_KEY",
-    "BuildConfig",
-    "BuildResult",
-    "build_puzzles",
-    "context_sentence",
-    "dataset_card",
-    "is_missing",
-    "pbmc68k_reduced",
-    "strip_ensembl_suffix",
-    "top_gene_indices",
-    "top_genes",
-    "write_build",
-]
+# Heavier parts (numpy, scipy, AnnData) load on first use, so `cello1 --help` stays quick.
+_LAZY = {
+    "BuildResult": "cello1.data.build",
+    "build_puzzles": "cello1.data.build",
+    "dataset_card": "cello1.data.card",
+    "write_build": "cello1.data.card",
+    "EMBEDDED_LABEL_KEY": "cello1.data.embedded",
+    "pbmc68k_reduced": "cello1.data.embedded",
+    "strip_ensembl_suffix": "cello1.genes",
+    "top_gene_indices": "cello1.data.topgenes",
+    "top_genes": "cello1.data.topgenes",
+}
+
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
+
+__all__ = ["BuildConfig", "context_sentence", "is_missing", *_LAZY]

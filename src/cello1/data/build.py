@@ -4,7 +4,7 @@
 >>> result = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4)
 >>> result.train[0].n, len(result.test), result.leakage["test_puzzles_with_train_cell"]
 
-Steps per input (spec §4, minus the original's flaws): select cells (labelled,
+Steps per input (docs/format.md §4, minus the original's flaws): select cells (labelled,
 ``suspension_type == "cell"``, optional ``query``), subsample to ``max_cells``, take
 each cell's top-K genes (vectorised, chunked; backed files read chunk by chunk),
 group by donor (and batch), draw puzzles, then split train/test without leakage.
@@ -14,70 +14,20 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cello1.data.config import DEFAULT_DONOR_KEY, DEFAULT_GENE_KEY, BuildConfig
 from cello1.data.context import context_columns, context_sentence, is_missing
 from cello1.data.sampling import rng_for, sample_group, stratified_sample
-from cello1.data.split import SPLITS, choose_test_donors, leakage_report, partition_cells
-from cello1.data.topgenes import DEFAULT_CHUNK_SIZE, ENGINES, gene_symbols, top_gene_indices
+from cello1.data.split import choose_test_donors, leakage_report, partition_cells
+from cello1.data.topgenes import gene_symbols, top_gene_indices
 from cello1.errors import InputError
 from cello1.puzzle import Puzzle
-
-DEFAULT_DONOR_KEY = "donor_id"
-DEFAULT_GENE_KEY = "feature_name"
-
-
-@dataclass
-class BuildConfig:
-    """Every setting of a build (defaults reproduce the official recipe, minus leakage)."""
-
-    label_key: str = "cell_type"
-    donor_key: str = DEFAULT_DONOR_KEY
-    gene_key: str = DEFAULT_GENE_KEY
-    batch_key: str | None = "batch"
-    suspension_key: str = "suspension_type"
-    suspension_type: str | None = "cell"  # keep only these cells when the column exists; None = all
-    query: str | None = None  # optional pandas ``obs.query`` selection, e.g. 'tissue == "lung"'
-    top_k: int = 50
-    n_min: int = 8
-    n_max: int = 15
-    puzzles_per_n: int = 40  # per N, per group
-    max_cells: int | None = 20_000  # per input file; None or 0 = no cap
-    seed: int = 0
-    split: str = "auto"  # auto | donor | cell | random
-    test_fraction: float = 0.15
-    max_test: int | None = 1_100  # the original's cap; None or 0 = no cap
-    strip_ensembl: bool = True  # "CSF2RA_ENSG00000198223" -> "CSF2RA"
-    backed: bool = False  # open .h5ad paths with backed="r" and read X chunk by chunk
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    topk_engine: str = "auto"  # auto | numba | numpy (identical results)
-    require_donor: bool = False  # a missing donor column is an error, not a warning
-    progress: bool = False
-
-    def validate(self) -> None:
-        if self.split not in SPLITS:
-            raise InputError(f"{{split}} must be one of {', '.join(SPLITS)}, not {self.split!r}", params=["split"])
-        if self.n_min < 2:
-            raise InputError(f"{{n_min}} must be at least 2 (got {self.n_min})", params=["n_min"])
-        if self.n_max < self.n_min:
-            raise InputError(f"{{n_max}} ({self.n_max}) must be >= {{n_min}} ({self.n_min})", params=["n_max", "n_min"])
-        if self.top_k < 1:
-            raise InputError(f"{{top_k}} must be at least 1 (got {self.top_k})", params=["top_k"])
-        if self.puzzles_per_n < 1:
-            raise InputError(f"{{puzzles_per_n}} must be at least 1 (got {self.puzzles_per_n})", params=["puzzles_per_n"])
-        if not 0.0 < self.test_fraction < 1.0:
-            raise InputError(f"{{test_fraction}} must be between 0 and 1 (got {self.test_fraction})", params=["test_fraction"])
-        if self.max_cells is not None and self.max_cells < 0:
-            raise InputError(f"{{max_cells}} must be >= 0 (0 = no cap), got {self.max_cells}", params=["max_cells"])
-        if self.chunk_size < 1:
-            raise InputError(f"{{chunk_size}} must be at least 1 (got {self.chunk_size})", params=["chunk_size"])
-        if self.topk_engine not in ENGINES:
-            raise InputError(f"{{topk_engine}} must be one of {', '.join(ENGINES)}, not {self.topk_engine!r}", params=["topk_engine"])
 
 
 @dataclass
@@ -92,7 +42,7 @@ class BuildResult:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)  # per input: cells seen/kept
     warnings: list[str] = field(default_factory=list)
 
-    def __iter__(self):  # ``train, test = build_puzzles(...)``
+    def __iter__(self) -> Iterator[list[Puzzle]]:  # ``train, test = build_puzzles(...)``
         return iter((self.train, self.test))
 
 
@@ -129,11 +79,13 @@ class CellTable:
 
     @property
     def gene_ids(self) -> np.ndarray:
+        """All cells' top-gene ids (cells × k, ``int32``, ``-1`` padded), concatenated once and cached."""
         if self._ids is None:
             self._ids = np.concatenate(self.id_blocks) if self.id_blocks else np.zeros((0, 0), np.int32)
         return self._ids
 
     def genes(self, cell: int) -> list[str]:
+        """Top-gene names of one cell, best first."""
         if self._names is None:
             self._names = np.asarray(list(self.vocab), dtype=object)
         row = self.gene_ids[cell]
@@ -144,6 +96,7 @@ class CellTable:
         return [row.tobytes() for row in self.gene_ids]
 
     def groups(self) -> dict[str, np.ndarray]:
+        """Group name → indices of its cells, groups in sorted order."""
         by_group: dict[str, list[int]] = {}
         for i, g in enumerate(self.group):
             by_group.setdefault(g, []).append(i)
@@ -174,6 +127,7 @@ def open_h5ad(path: str | os.PathLike, backed: bool = False) -> Any:
 
 
 def source_name(item: Any, index: int) -> str:
+    """Name of one input: a path's file stem, else the AnnData's ``uns["title"]``, else ``adata{index}``."""
     if isinstance(item, (str, os.PathLike)):
         return Path(item).stem
     title = getattr(item, "uns", {}).get("title") if hasattr(item, "uns") else None
@@ -201,7 +155,9 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
         try:
             chosen = obs.index.isin(obs.query(config.query).index)
         except Exception as exc:
-            raise InputError(f"{{query}}={config.query!r} failed on {source} ({type(exc).__name__}: {exc})", params=["query"]) from None
+            raise InputError(
+                f"{{query}}={config.query!r} failed on {source} ({type(exc).__name__}: {exc})", params=["query"]
+            ) from None
         keep &= chosen
         steps.append(f"{int(keep.sum())} matching the query")
     rows = np.flatnonzero(keep)
@@ -211,18 +167,30 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
 
 
 def gene_names(adata: Any, config: BuildConfig, source: str) -> np.ndarray:
+    """Gene symbols of one input, from ``var[gene_key]`` or the var names.
+
+    Raises :class:`~cello1.errors.InputError` when a non-default ``gene_key`` column is missing.
+    """
     var = adata.var
     if config.gene_key in var.columns:
         names = var[config.gene_key].tolist()
     elif config.gene_key != DEFAULT_GENE_KEY:
         shown = ", ".join(map(str, var.columns)) or "none"
-        raise InputError(f"{source}: gene column {config.gene_key!r} not in var (available: {shown}); pass {{gene_key}}=COLUMN", params=["gene_key"])
+        raise InputError(
+            f"{source}: gene column {config.gene_key!r} not in var (available: {shown}); pass {{gene_key}}=COLUMN",
+            params=["gene_key"],
+        )
     else:
         names = adata.var_names.tolist()
     return gene_symbols(names, strip_ensembl=config.strip_ensembl)
 
 
 def donor_values(adata: Any, config: BuildConfig, source: str, notes: list[str]) -> list[str | None]:
+    """Donor id per cell of one input (``None`` where missing).
+
+    Without the default donor column (and unless a donor is required) all cells form one
+    group and a note is added to ``notes``; a missing explicit ``donor_key`` raises.
+    """
     obs = adata.obs
     if config.donor_key in obs.columns:
         return [None if is_missing(v) else str(v) for v in obs[config.donor_key].tolist()]
@@ -238,12 +206,12 @@ def contexts(obs: Any, rows: np.ndarray) -> list[str]:
     if not columns:
         return [""] * rows.size
     sub = obs.iloc[rows][columns]
-    values = list(zip(*[sub[c].astype(object).tolist() for c in columns]))
+    values = list(zip(*[sub[c].astype(object).tolist() for c in columns], strict=True))
     cache: dict[tuple, str] = {}
     out = []
     for combo in values:
         if combo not in cache:
-            cache[combo] = context_sentence(dict(zip(columns, combo)))
+            cache[combo] = context_sentence(dict(zip(columns, combo, strict=True)))
         out.append(cache[combo])
     return out
 
@@ -273,7 +241,11 @@ def add_input(
         notes.append(f"{source}: {int((~has_genes).sum())} cells with no expressed gene skipped")
     kept = rows[has_genes]
     table.add_genes(top[has_genes], names)
-    batch = obs[config.batch_key].astype(str).to_numpy()[kept] if config.batch_key and config.batch_key in obs.columns else None
+    batch = (
+        obs[config.batch_key].astype(str).to_numpy()[kept]
+        if config.batch_key and config.batch_key in obs.columns
+        else None
+    )
     donors_kept = [donors[r] for r in kept.tolist()]
     table.source += [source] * kept.size
     table.cell_id += obs.index.astype(str).to_numpy()[kept].tolist()
@@ -299,6 +271,14 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, dict[str, dict[str, int]], list[str]]:
+    """Read every input into one :class:`CellTable`.
+
+    Returns
+    -------
+    tuple
+        ``(table, sources, notes)``: the cells, per-input counts of cells seen/kept, and notes
+        on what was skipped. Raises :class:`~cello1.errors.InputError` when no cell is left.
+    """
     table = CellTable()
     sources: dict[str, dict[str, int]] = {}
     notes: list[str] = []
@@ -313,7 +293,12 @@ def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, d
         if getattr(adata, "isbacked", False):
             adata.file.close()
     if len(table) == 0:
-        raise InputError("empty selection: no cells left to build from; " + "; ".join(notes) + " (check {label_key}, {suspension_type}, {query})", params=["label_key", "suspension_type", "query"])
+        raise InputError(
+            "empty selection: no cells left to build from; "
+            + "; ".join(notes)
+            + " (check {label_key}, {suspension_type}, {query})",
+            params=["label_key", "suspension_type", "query"],
+        )
     return table, sources, notes
 
 
@@ -321,6 +306,7 @@ def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, d
 
 
 def make_puzzle(table: CellTable, cells: list[int]) -> Puzzle:
+    """The :class:`~cello1.puzzle.Puzzle` of the given cells (id left empty, candidates sorted)."""
     first = cells[0]
     answer = [table.label[c] for c in cells]
     return Puzzle(
@@ -338,6 +324,7 @@ def make_puzzle(table: CellTable, cells: list[int]) -> Puzzle:
 
 
 def check_enough_types(table: CellTable, groups: dict[str, np.ndarray], n_min: int) -> None:
+    """Raise :class:`~cello1.errors.InputError` unless some group has ``n_min`` distinct cell types."""
     largest = max(len({table.label[c] for c in cells.tolist()}) for cells in groups.values())
     if largest < n_min:
         raise InputError(
@@ -348,6 +335,7 @@ def check_enough_types(table: CellTable, groups: dict[str, np.ndarray], n_min: i
 
 
 def draw(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, per_n: int, tag: str) -> list[list[int]]:
+    """Puzzles (lists of cell indices) drawn from every non-empty group, ``per_n`` of each N per group."""
     puzzles: list[list[int]] = []
     for name, cells in groups.items():
         if cells.size:
@@ -357,6 +345,7 @@ def draw(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, p
 
 
 def cap_test(test: list[list[int]], config: BuildConfig) -> list[list[int]]:
+    """``test`` cut to ``config.max_test`` puzzles by a stratified-by-N sample (unchanged when within the cap)."""
     if config.max_test and len(test) > config.max_test:
         keep = stratified_sample([len(p) for p in test], config.max_test, rng_for(config.seed, "cap"))
         test = [test[i] for i in keep.tolist()]
@@ -364,6 +353,9 @@ def cap_test(test: list[list[int]], config: BuildConfig) -> list[list[int]]:
 
 
 def resolve_split(table: CellTable, config: BuildConfig, notes: list[str]) -> str:
+    """The split to use: ``auto`` becomes ``donor`` with at least 2 donors, else ``cell``;
+    an explicit ``donor`` with fewer than 2 donors raises.
+    """
     donors = {d for d in table.donor if d is not None}
     if config.split == "auto":
         return "donor" if len(donors) >= 2 else "cell"
@@ -376,7 +368,9 @@ def resolve_split(table: CellTable, config: BuildConfig, notes: list[str]) -> st
     return config.split
 
 
-def split_random(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig):
+def split_random(
+    table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig
+) -> tuple[list[list[int]], list[list[int]]]:
     """The original: draw all puzzles, then a stratified-by-N sample of them is test."""
     puzzles = draw(table, groups, config, config.puzzles_per_n, "all")
     n_test = max(1, round(config.test_fraction * len(puzzles)))
@@ -388,7 +382,14 @@ def split_random(table: CellTable, groups: dict[str, np.ndarray], config: BuildC
     return train, test
 
 
-def split_donor(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]):
+def split_donor(
+    table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]
+) -> tuple[list[list[int]], list[list[int]]] | None:
+    """Donor-disjoint split: whole donors go to test until about ``test_fraction`` of the puzzles
+    (at most ``max_test``) is reached; test is then capped at ``max_test``.
+
+    Returns ``(train, test)`` cell-index puzzles, or ``None`` when fewer than 2 donors yield puzzles.
+    """
     puzzles = draw(table, groups, config, config.puzzles_per_n, "all")
     counts: dict[str, int] = {}
     for p in puzzles:
@@ -406,12 +407,22 @@ def split_donor(table: CellTable, groups: dict[str, np.ndarray], config: BuildCo
     test = [p for p in puzzles if table.donor[p[0]] in test_donors]
     capped = cap_test(test, config)
     if len(capped) < len(test):
-        notes.append(f"test capped at {len(capped)} puzzles (stratified by N); {len(test) - len(capped)} test-donor puzzles dropped")
+        notes.append(
+            f"test capped at {len(capped)} puzzles (stratified by N); "
+            f"{len(test) - len(capped)} test-donor puzzles dropped"
+        )
     return train, capped
 
 
-def split_cell(table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]):
-    is_test = partition_cells(list(groups.values()), table.label, table.gene_keys(), config.test_fraction, rng_for(config.seed, "cell-split"))
+def split_cell(
+    table: CellTable, groups: dict[str, np.ndarray], config: BuildConfig, notes: list[str]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Cell-disjoint split: cells are partitioned first, then train and test puzzles are drawn
+    from their own cells. Returns ``(train, test)`` cell-index puzzles.
+    """
+    is_test = partition_cells(
+        list(groups.values()), table.label, table.gene_keys(), config.test_fraction, rng_for(config.seed, "cell-split")
+    )
     test_per_n = max(1, round(config.puzzles_per_n * config.test_fraction))
     train_per_n = max(1, config.puzzles_per_n - test_per_n)
     train_groups = {g: c[~is_test[c]] for g, c in groups.items()}
@@ -438,6 +449,14 @@ def assign_ids(table: CellTable, cell_lists: list[list[int]], prefix: str, seed:
 
 
 def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) -> tuple[list[Puzzle], list[Puzzle], str]:
+    """Split and draw the puzzles of a cell table.
+
+    Returns
+    -------
+    tuple
+        ``(train, test, split)``: the puzzles with ids assigned and the split actually used
+        (``auto`` resolved; ``donor`` falls back to ``cell`` when donors yield too few puzzles).
+    """
     groups = table.groups()
     check_enough_types(table, groups, config.n_min)
     split = resolve_split(table, config, notes)
@@ -446,7 +465,10 @@ def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) ->
         result = split_donor(table, groups, config, notes)
         if result is None:
             if config.split == "donor":
-                raise InputError("{split}=donor: fewer than 2 donors have enough cell types for a puzzle; use {split}=cell", params=["split"])
+                raise InputError(
+                    "{split}=donor: fewer than 2 donors have enough cell types for a puzzle; use {split}=cell",
+                    params=["split"],
+                )
             notes.append("fewer than 2 donors yield puzzles: using a cell-disjoint split")
             split = "cell"
     if split == "cell":

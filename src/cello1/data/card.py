@@ -27,7 +27,8 @@ SPLIT_NAMES = ("train", "test")
 
 def records(puzzles: Sequence[Puzzle]) -> list[dict[str, Any]]:
     """``to_record()`` of each puzzle with the same keys in every record (missing
-    provenance as ``null``), so JSON and Parquet readers infer one schema."""
+    provenance as ``null``), so JSON and Parquet readers infer one schema.
+    """
     rows = [p.to_record() for p in puzzles]
     keys = ["id", "system_msg", "user_msg", "assistant_msg", *[f for f in PROVENANCE_FIELDS if f != "n"], "n"]
     extra = sorted({k for r in rows for k in r} - set(keys))
@@ -35,6 +36,7 @@ def records(puzzles: Sequence[Puzzle]) -> list[dict[str, Any]]:
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write records as one Parquet file with the fixed record schema (inferred when rows carry extra keys)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -59,6 +61,7 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write records as JSONL (UTF-8, one object per line)."""
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -110,13 +113,19 @@ def dataset_card(result: Any, command: str | None = None) -> str:
         "",
         "`train.jsonl`, `test.jsonl` (one record per line), `train.parquet`, `test.parquet` (same records), "
         "`leakage.json`, `build_config.json`. Load with "
-        "`datasets.load_dataset(\"json\", data_files={\"train\": \"train.jsonl\", \"test\": \"test.jsonl\"})` "
-        "or `cello1.read_puzzles(\"test.jsonl\")`.",
+        '`datasets.load_dataset("json", data_files={"train": "train.jsonl", "test": "test.jsonl"})` '
+        'or `cello1.read_puzzles("test.jsonl")`.',
         "",
         "## Counts",
         "",
     ]
-    for title, key in (("N", "n"), ("tissue", "tissue"), ("disease", "disease"), ("donor", "donor"), ("source", "source")):
+    for title, key in (
+        ("N", "n"),
+        ("tissue", "tissue"),
+        ("disease", "disease"),
+        ("donor", "donor"),
+        ("source", "source"),
+    ):
         tr = Counter(p.n if key == "n" else getattr(p, key) for p in train)
         te = Counter(p.n if key == "n" else getattr(p, key) for p in test)
         parts.append(_counts_table(title, tr, te))
@@ -138,7 +147,7 @@ def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = N
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        for name, puzzles in zip(SPLIT_NAMES, (result.train, result.test)):
+        for name, puzzles in zip(SPLIT_NAMES, (result.train, result.test), strict=True):
             rows = records(puzzles)
             write_jsonl(tmp / f"{name}.jsonl", rows)
             write_parquet(tmp / f"{name}.parquet", rows)
@@ -158,7 +167,10 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another {{out}}", params=["out"])
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: folder exists and is not empty; pass {{overwrite}} or choose another {{out}}", params=["overwrite", "out"])
+        raise InputError(
+            f"{out}: folder exists and is not empty; pass {{overwrite}} or choose another {{out}}",
+            params=["overwrite", "out"],
+        )
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:

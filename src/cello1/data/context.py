@@ -1,4 +1,4 @@
-"""The donor context sentence of a puzzle (spec §3).
+"""The donor context sentence of a puzzle (docs/format.md §3).
 
     The cell is from a {sex} at the {development_stage} with {self_reported_ethnicity}
     background, originating from the {tissue}. The patient is healthy with no diagnosed
@@ -23,7 +23,7 @@ CONTEXT_FIELDS = ("sex", "development_stage", "self_reported_ethnicity", "tissue
 
 
 def is_missing(value: Any) -> bool:
-    """True for None, NaN and the spec's placeholder strings ("unknown", "nan", "na", …)."""
+    """True for None, NaN and the placeholder strings of docs/format.md §3 ("unknown", "nan", "na", …)."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -38,7 +38,8 @@ def _value(row: Mapping[str, Any], key: str) -> str | None:
 
 def stage_phrase(development_stage: str) -> str:
     """CELLxGENE ``"73-year-old human stage"`` → ``"73-year-old stage"`` (as in the
-    official data); a value without "stage" gets it appended (``"adult"`` → ``"adult stage"``)."""
+    official data); a value without "stage" gets it appended (``"adult"`` → ``"adult stage"``).
+    """
     phrase = re.sub(r"\s+", " ", re.sub(r"\b(human|mouse)\b", " ", development_stage)).strip()
     if not phrase.lower().endswith("stage"):
         phrase += " stage"
@@ -49,7 +50,7 @@ def donor_sentence(row: Mapping[str, Any]) -> str:
     """The first sentence: sex, stage, ethnicity and tissue clauses, each only if present."""
     sex, stage, ethnicity, tissue = (_value(row, k) for k in CONTEXT_FIELDS[:4])
     if not (sex or stage or ethnicity):
-        # the spec's sentence hangs off "from a {sex}"; with tissue alone we say it plainly
+        # the sentence hangs off "from a {sex}"; with tissue alone we say it plainly
         return f"The cell originates from the {tissue}." if tissue else ""
     text = f"The cell is from a {sex or 'donor'}"
     if stage:
@@ -62,6 +63,7 @@ def donor_sentence(row: Mapping[str, Any]) -> str:
 
 
 def disease_sentence(row: Mapping[str, Any]) -> str:
+    """The disease sentence of a cell's obs fields; ``""`` when there is no disease value."""
     disease = _value(row, "disease")
     if disease is None:
         return ""
@@ -108,6 +110,7 @@ EXTRA_SENTENCES: tuple[tuple[tuple[str, ...], Callable[[str], str]], ...] = (
 
 
 def extra_sentences(row: Mapping[str, Any]) -> list[str]:
+    """One sentence per optional obs field present (smoking, tumour stage, BMI, …), in a fixed order."""
     sentences = []
     for columns, build in EXTRA_SENTENCES:
         for column in columns:
@@ -119,11 +122,12 @@ def extra_sentences(row: Mapping[str, Any]) -> list[str]:
 
 
 def context_sentence(obs_row: Mapping[str, Any]) -> str:
-    """The puzzle's ``Context:`` text from one cell's obs fields (spec §3).
+    """The puzzle's ``Context:`` text from one cell's obs fields (docs/format.md §3).
 
     >>> context_sentence({"sex": "female", "development_stage": "73-year-old human stage",
-    ...                   "tissue": "lung", "disease": "normal"})
-    'The cell is from a female at the 73-year-old stage, originating from the lung. The patient is healthy with no diagnosed disease.'
+    ...                   "tissue": "lung", "disease": "normal"})  # doctest: +NORMALIZE_WHITESPACE
+    'The cell is from a female at the 73-year-old stage, originating from the lung.
+     The patient is healthy with no diagnosed disease.'
     """
     parts = [donor_sentence(obs_row), disease_sentence(obs_row), *extra_sentences(obs_row)]
     return " ".join(p for p in parts if p)

@@ -9,9 +9,13 @@ puzzles need expression, so :func:`pbmc68k_reduced` puts the ``.raw`` matrix in 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 EMBEDDED_LABEL_KEY = "bulk_labels"
 EMBEDDED_SOURCE = "pbmc68k_reduced"
@@ -22,8 +26,8 @@ EMBEDDED_SOURCE = "pbmc68k_reduced"
 EMBEDDED_METADATA = {"tissue": "blood", "disease": "normal", "suspension_type": "cell"}
 
 
-def pbmc68k_reduced():
-    """scanpy's ``pbmc68k_reduced`` as a ready-to-build AnnData.
+def pbmc68k_reduced() -> AnnData:
+    """Scanpy's ``pbmc68k_reduced`` as a ready-to-build AnnData.
 
     * ``.X``: the log-normalised expression from ``.raw`` (CSR, float32, 700 × 765);
     * ``var_names``: gene symbols;

@@ -1,6 +1,6 @@
 """Drawing puzzles from a pool of cells: N distinct types, one random cell of each.
 
-Mirrors the original recipe (spec §4.2): per group (donor, and batch when present)
+Mirrors the original recipe (docs/format.md §4.2): per group (donor, and batch when present)
 and per N, a quota of puzzles; each picks N distinct types at random and one random
 cell per type, in the random order the types were drawn. We also skip exact repeats
 (the same cells again), trying a bounded number of times.
@@ -18,7 +18,8 @@ MAX_TRIES_PER_PUZZLE = 20
 
 def rng_for(seed: int, *tags: object) -> np.random.Generator:
     """A generator that depends only on the seed and the tags (e.g. the group name), so
-    one group's puzzles do not change when other files or groups are added."""
+    one group's puzzles do not change when other files or groups are added.
+    """
     words = [int(seed) & 0xFFFFFFFF] + [zlib.crc32(str(tag).encode("utf-8")) for tag in tags]
     return np.random.default_rng(words)
 
@@ -64,7 +65,8 @@ def sample_group(
 
 def stratified_sample(strata: Sequence[int], n_take: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``n_take`` items drawn so each stratum (e.g. N) keeps its share
-    (largest-remainder rounding). Returned sorted."""
+    (largest-remainder rounding). Returned sorted.
+    """
     strata = np.asarray(strata)
     total = strata.size
     if n_take >= total:
@@ -75,5 +77,7 @@ def stratified_sample(strata: Sequence[int], n_take: int, rng: np.random.Generat
     remainder = n_take - quota.sum()
     order = np.lexsort((values, -(exact - quota)))  # biggest remainders first, then by N
     quota[order[:remainder]] += 1
-    picked = [rng.choice(np.flatnonzero(strata == v), size=q, replace=False) for v, q in zip(values, quota)]
+    picked = [
+        rng.choice(np.flatnonzero(strata == v), size=q, replace=False) for v, q in zip(values, quota, strict=True)
+    ]
     return np.sort(np.concatenate(picked)) if picked else np.arange(0)

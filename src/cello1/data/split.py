@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-SPLITS = ("auto", "donor", "cell", "random")
-
 
 def partition_cells(
     groups: Sequence[np.ndarray],
@@ -28,7 +26,8 @@ def partition_cells(
     ``test_fraction`` of the cells (at least one when the type has two or more
     distinct gene lists, never all of them) go to test. Cells with the same ranked
     gene list (``gene_keys``) are kept together; a list seen on both sides anywhere
-    goes to train."""
+    goes to train.
+    """
     is_test = np.zeros(len(labels), dtype=bool)
     for cells in groups:
         by_type: dict[str, list[int]] = {}
@@ -59,7 +58,8 @@ def partition_cells(
 
 def choose_test_donors(donor_counts: dict[str, int], target: int, rng: np.random.Generator) -> set[str]:
     """Donors (in a seeded random order) added to test until ``target`` puzzles are
-    reached; at least one donor always stays in train."""
+    reached; at least one donor always stays in train.
+    """
     donors = sorted(donor_counts)
     chosen: set[str] = set()
     total = 0
@@ -74,7 +74,8 @@ def choose_test_donors(donor_counts: dict[str, int], target: int, rng: np.random
 def leakage_report(train: Sequence[Any], test: Sequence[Any], split: str) -> dict[str, Any]:
     """How much of the test set was seen in train: test puzzles containing a train
     cell (by source + cell id), or a cell whose exact ranked gene list occurs in train,
-    and test donors also present in train."""
+    and test donors also present in train.
+    """
     train_cells = {(p.source, c) for p in train for c in (p.cell_ids or [])}
     train_lists = {tuple(genes) for p in train for genes in p.cells}
     train_donors = {p.donor for p in train if p.donor is not None}

@@ -9,9 +9,14 @@ marker genes per type, so puzzles built from it are solvable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 TOY_TYPES = (
     "B cell",
@@ -36,7 +41,7 @@ def toy_atlas(
     dense: bool = False,
     nuclei_share: float = 0.1,
     seed: int = 0,
-):
+) -> AnnData:
     """A CELLxGENE-schema AnnData with ``n_donors`` donors and ``n_types`` types.
 
     ``X`` holds log1p counts (float32; CSR unless ``dense``). Every 7th gene symbol
@@ -91,7 +96,8 @@ def random_csr(
     dtype: str = "float32",
 ) -> sp.csr_matrix:
     """A random CSR matrix with about ``nnz_per_cell`` positive log-normal values per row
-    (distinct sorted columns per row), built row block by row block."""
+    (distinct sorted columns per row), built row block by row block.
+    """
     rng = np.random.default_rng(seed)
     blocks = []
     for start in range(0, n_cells, 10_000):

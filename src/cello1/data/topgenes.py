@@ -28,11 +28,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from cello1.data.config import DEFAULT_CHUNK_SIZE, ENGINES
 from cello1.errors import InputError
 from cello1.genes import strip_ensembl_suffix
-
-DEFAULT_CHUNK_SIZE = 2048
-ENGINES = ("auto", "numpy", "numba")
 
 
 def gene_symbols(names: Sequence[Any], strip_ensembl: bool = True) -> np.ndarray:
@@ -124,7 +122,8 @@ def _exact_float32(data: np.ndarray) -> np.ndarray | None:
 def _topk_by_keys(data: np.ndarray, cols: np.ndarray, row_nnz: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
     """Fast path: pack (value, -column) into one int64 per entry, so every key in a row
     is distinct and ``np.partition`` + ``np.sort`` on the keys alone give the exact,
-    tie-broken order. The bit pattern of a positive float32 orders like its value."""
+    tie-broken order. The bit pattern of a positive float32 orders like its value.
+    """
     keys = data.view(np.int32).astype(np.int64)
     keys <<= 32
     keys |= 0xFFFFFFFF - cols.astype(np.int64)
@@ -143,7 +142,8 @@ def _topk_by_keys(data: np.ndarray, cols: np.ndarray, row_nnz: np.ndarray, k: in
 
 def _topk_by_lexsort(data: np.ndarray, cols: np.ndarray, row_nnz: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
     """General path (values not exactly representable as float32): threshold each row
-    at its K-th largest value, then lexsort the few survivors by (row, -value, column)."""
+    at its K-th largest value, then lexsort the few survivors by (row, -value, column).
+    """
     n_rows = row_nnz.size
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), row_nnz)
     width = int(row_nnz.max())
@@ -253,7 +253,8 @@ def top_gene_indices(
 
 def _numba_in_place(X: Any, wanted: np.ndarray, k: int, chunk_size: int, progress: Any, out: np.ndarray) -> np.ndarray:
     """An in-memory CSR matrix needs no chunk copies: the kernel reads its arrays directly
-    (chunks only pace the progress bar)."""
+    (chunks only pace the progress bar).
+    """
     kernel, data, seen = _numba_kernel(), _float_data(X), 0
     for lo in range(0, wanted.size, chunk_size):
         rows = wanted[lo : lo + chunk_size]

@@ -13,6 +13,7 @@ Everything ships inside cello1 (``resources/cell_knowledge.json.gz``, 0.3 MB, bu
 
 from __future__ import annotations
 
+from cello1.genes import normalise_gene
 from cello1.knowledge.base import (
     KnowledgeBase,
     LabelMapping,
@@ -21,7 +22,6 @@ from cello1.knowledge.base import (
     map_label,
     map_labels,
     markers_for,
-    normalise_gene,
 )
 
 __all__ = [

@@ -27,7 +27,6 @@ from importlib import resources
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.genes import normalise_gene
 from cello1.vocabulary import ALIASES, label_key, ontology_key, singular
 
 RESOURCE = "cell_knowledge.json.gz"
@@ -36,20 +35,63 @@ FUZZY_CUTOFF = 0.86
 # Tissue → CL ids plausible there (curated; used to propose candidates when a user has
 # none). Types found in most tissues are added to every list.
 _EVERYWHERE = [
-    "CL:0000084", "CL:0000236", "CL:0000623", "CL:0000235", "CL:0000576", "CL:0000451",
-    "CL:0000097", "CL:0000115", "CL:0000057", "CL:0000669", "CL:0000192",
+    "CL:0000084",
+    "CL:0000236",
+    "CL:0000623",
+    "CL:0000235",
+    "CL:0000576",
+    "CL:0000451",
+    "CL:0000097",
+    "CL:0000115",
+    "CL:0000057",
+    "CL:0000669",
+    "CL:0000192",
 ]
 TISSUES: dict[str, list[str]] = {
     "blood": [
-        "CL:0000895", "CL:0000897", "CL:0000815", "CL:0000900", "CL:0000909", "CL:0000625",
-        "CL:0000624", "CL:0000798", "CL:0000788", "CL:0000787", "CL:0000786", "CL:0000938",
-        "CL:0000939", "CL:0000860", "CL:0000875", "CL:0000784", "CL:0002394", "CL:0002399",
-        "CL:0000233", "CL:0000232", "CL:0008001", "CL:0000775", "CL:0000771", "CL:0000767",
+        "CL:0000895",
+        "CL:0000897",
+        "CL:0000815",
+        "CL:0000900",
+        "CL:0000909",
+        "CL:0000625",
+        "CL:0000624",
+        "CL:0000798",
+        "CL:0000788",
+        "CL:0000787",
+        "CL:0000786",
+        "CL:0000938",
+        "CL:0000939",
+        "CL:0000860",
+        "CL:0000875",
+        "CL:0000784",
+        "CL:0002394",
+        "CL:0002399",
+        "CL:0000233",
+        "CL:0000232",
+        "CL:0008001",
+        "CL:0000775",
+        "CL:0000771",
+        "CL:0000767",
     ],
     "lung": [
-        "CL:0000583", "CL:0002062", "CL:0002063", "CL:0002145", "CL:0000158", "CL:0002370",
-        "CL:0002633", "CL:0002553", "CL:0000082", "CL:0002138", "CL:0000860", "CL:0000875",
-        "CL:0000815", "CL:0000625", "CL:0000624", "CL:0000786", "CL:0001064",
+        "CL:0000583",
+        "CL:0002062",
+        "CL:0002063",
+        "CL:0002145",
+        "CL:0000158",
+        "CL:0002370",
+        "CL:0002633",
+        "CL:0002553",
+        "CL:0000082",
+        "CL:0002138",
+        "CL:0000860",
+        "CL:0000875",
+        "CL:0000815",
+        "CL:0000625",
+        "CL:0000624",
+        "CL:0000786",
+        "CL:0001064",
     ],
     "liver": ["CL:0000182", "CL:0000091", "CL:1000488", "CL:1000398", "CL:0000632", "CL:0000786"],
     "brain": ["CL:0000679", "CL:0000617", "CL:0000127", "CL:0000128", "CL:0002453", "CL:0000129"],
@@ -61,15 +103,31 @@ TISSUES: dict[str, list[str]] = {
     "muscle": ["CL:0008002", "CL:0000594", "CL:0002540"],
 }
 TISSUE_ALIASES = {
-    "pbmc": "blood", "peripheral blood": "blood", "blood": "blood", "bone marrow": "blood",
-    "lung": "lung", "airway": "lung", "bronchus": "lung", "trachea": "lung",
-    "liver": "liver", "brain": "brain", "cortex": "brain", "kidney": "kidney",
-    "gut": "intestine", "colon": "intestine", "intestine": "intestine", "ileum": "intestine",
-    "small intestine": "intestine", "large intestine": "intestine",
-    "skin": "skin", "heart": "heart", "pancreas": "pancreas", "islet": "pancreas",
-    "skeletal muscle": "muscle", "muscle": "muscle",
+    "pbmc": "blood",
+    "peripheral blood": "blood",
+    "blood": "blood",
+    "bone marrow": "blood",
+    "lung": "lung",
+    "airway": "lung",
+    "bronchus": "lung",
+    "trachea": "lung",
+    "liver": "liver",
+    "brain": "brain",
+    "cortex": "brain",
+    "kidney": "kidney",
+    "gut": "intestine",
+    "colon": "intestine",
+    "intestine": "intestine",
+    "ileum": "intestine",
+    "small intestine": "intestine",
+    "large intestine": "intestine",
+    "skin": "skin",
+    "heart": "heart",
+    "pancreas": "pancreas",
+    "islet": "pancreas",
+    "skeletal muscle": "muscle",
+    "muscle": "muscle",
 }
-
 
 
 @dataclass(frozen=True)
@@ -87,16 +145,18 @@ class LabelMapping:
 
     @property
     def mapped(self) -> bool:
+        """Whether the label maps to a Cell Ontology term."""
         return self.term_id is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The mapping as a plain dict."""
         return asdict(self)
 
 
 class KnowledgeBase:
     """Cell Ontology terms with names, synonyms, parents and marker genes."""
 
-    def __init__(self, payload: dict[str, Any]):
+    def __init__(self, payload: dict[str, Any]) -> None:
         self.about: dict[str, Any] = payload["about"]
         self.terms: dict[str, dict[str, Any]] = payload["terms"]
         self.markers: dict[str, list[tuple[str, float]]] = {
@@ -116,11 +176,13 @@ class KnowledgeBase:
 
     @classmethod
     def load(cls) -> KnowledgeBase:
+        """Load the knowledge base shipped in the package resources."""
         with resources.files("cello1").joinpath("resources", RESOURCE).open("rb") as raw, gzip.open(raw, "rt") as fh:
             return cls(json.load(fh))
 
     # ---- terms -----------------------------------------------------------------------
     def name(self, term_id: str) -> str:
+        """Name of a Cell Ontology term."""
         return self.terms[term_id]["name"]
 
     def ancestors(self, term_id: str) -> list[str]:
@@ -166,6 +228,7 @@ class KnowledgeBase:
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one long-lived instance
     def map_label(self, label: str) -> LabelMapping:
+        """Map a label to a Cell Ontology term and the term whose markers it uses (cached)."""
         term_id, how, score = self.lookup(label)
         if term_id is None:
             return LabelMapping(label, None, None, how, score)
@@ -187,6 +250,10 @@ class KnowledgeBase:
         return [] if mapping.marker_term_id is None else list(self.markers[mapping.marker_term_id])
 
     def candidates_for_tissue(self, tissue: str) -> list[str]:
+        """Usual cell-type names of a tissue (plus types found everywhere), sorted case-insensitively.
+
+        Raises :class:`~cello1.errors.InputError` for an unknown tissue.
+        """
         key = label_key(tissue)
         group = TISSUE_ALIASES.get(key) or next((g for alias, g in TISSUE_ALIASES.items() if alias in key), None)
         if group is None:
@@ -208,10 +275,12 @@ def map_label(label: str) -> LabelMapping:
 
 
 def map_labels(labels: list[str]) -> dict[str, LabelMapping]:
+    """Map each distinct label with :func:`map_label`, in first-seen order."""
     return {label: map_label(label) for label in dict.fromkeys(labels)}
 
 
 def markers_for(label: str) -> list[tuple[str, float]]:
+    """Marker genes (symbol, weight in (0, 1]) of the label's term, best first; [] if unmapped."""
     return knowledge_base().markers_for(label)
 
 

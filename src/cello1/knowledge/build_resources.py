@@ -54,19 +54,23 @@ def load_cell_ontology() -> dict[str, dict]:
 
 
 def top_markers(weights: dict[str, float], k: int = TOP_MARKERS) -> list[list]:
+    """The ``k`` highest-weighted genes as ``[gene, weight]``, weights scaled to the best gene, zeros dropped."""
     ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     top = ranked[0][1] if ranked else 1.0
     return [[gene, round(score / top, 4)] for gene, score in ranked if score > 0]
 
 
 def load_markers(cellconsensus_dir: Path) -> tuple[dict[str, list], dict[str, int]]:
+    """Marker lists and source counts per CL term from the cellconsensus caches, plus a
+    ``malignant cell`` entry averaged over the cancer consensus.
+    """
     data_dir = cellconsensus_dir / "data"
     with (data_dir / "consensus_cache_full.pkl").open("rb") as fh:
-        full = pickle.load(fh)  # noqa: S301 - a file from a pinned, inspected wheel
+        full = pickle.load(fh)
     markers = {cl: top_markers(w) for cl, w in full["consensus"].items() if cl != ROOT and w}
     n_sources = {cl: int(n) for cl, n in full["n_sources"].items() if cl in markers}
     with (data_dir / "consensus_cache_cancer.pkl").open("rb") as fh:
-        cancer = pickle.load(fh)  # noqa: S301
+        cancer = pickle.load(fh)
     mean: dict[str, float] = {}
     for weights in cancer["consensus"].values():
         top = max(weights.values())
@@ -78,6 +82,7 @@ def load_markers(cellconsensus_dir: Path) -> tuple[dict[str, list], dict[str, in
 
 
 def build(cellconsensus_dir: Path, out: Path = OUT) -> Path:
+    """Write the gzipped knowledge-base resource (ontology terms + markers) to ``out``; returns ``out``."""
     terms = load_cell_ontology()
     markers, n_sources = load_markers(cellconsensus_dir)
     markers = {cl: m for cl, m in markers.items() if cl in terms}
@@ -107,6 +112,7 @@ def build(cellconsensus_dir: Path, out: Path = OUT) -> Path:
 
 
 def main() -> None:
+    """Command line entry point: build the resource from an unpacked cellconsensus folder."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cellconsensus", type=Path, required=True, help="unpacked cellconsensus package folder")
     parser.add_argument("--out", type=Path, default=OUT)

@@ -9,9 +9,7 @@ torch or transformers, so RL reward workers can use it cheaply.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cello1._lazy import lazy_getattr
 from cello1.grammar import extract_answer, is_valid_format, parse_gold, parse_prediction, split_labels
 from cello1.scoring.reward import VARIANTS, batch_reward, batch_rewards
 from cello1.scoring.trl import completion_text, make_reward, trl_reward
@@ -28,10 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cello1.scoring' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -80,7 +80,8 @@ def paired_bootstrap(
     level: float = LEVEL,
 ) -> dict[str, float]:
     """Difference b − a of a metric over paired items, with a bootstrap interval and a
-    two-sided p-value (share of resamples on the other side of zero, doubled)."""
+    two-sided p-value (share of resamples on the other side of zero, doubled).
+    """
     a, d = _as_arrays((num_a, den))
     b = np.asarray(num_b, dtype=np.float64)
     if a.shape != b.shape:
@@ -91,7 +92,9 @@ def paired_bootstrap(
         return {"diff": nan, "ci_low": nan, "ci_high": nan, "p_value": nan}
     full = np.arange(n)[None, :]
     point = float(_stat(full, b, d)[0] - _stat(full, a, d)[0])
-    diffs = np.concatenate([_stat(idx, b, d) - _stat(idx, a, d) for idx in resample_indices(n, max(resamples, 1), seed)])
+    diffs = np.concatenate(
+        [_stat(idx, b, d) - _stat(idx, a, d) for idx in resample_indices(n, max(resamples, 1), seed)]
+    )
     low, high = _percentiles(diffs, level)
     diffs = diffs[~np.isnan(diffs)]
     if point == 0 or len(diffs) == 0:

@@ -96,7 +96,8 @@ class Metrics(_Readable):
 class EvalResult(Metrics):
     """What :func:`evaluate` returns: the metrics, where they came from, breakdowns by N,
     tissue, disease and source (``by``) and, from :func:`compare`, a paired bootstrap
-    against the first input (``paired_vs_first``)."""
+    against the first input (``paired_vs_first``).
+    """
 
     file: str | None = None
     length_unit: str = "words"
@@ -172,7 +173,8 @@ def _length_fn(tokenizer: Any) -> tuple[Callable[[str], float], str]:
 
 def load_tokenizer(name: str) -> Any:
     """A Hugging Face tokenizer (hub id, local folder, or ``.gguf`` file), loaded only
-    when lengths in tokens are asked for."""
+    when lengths in tokens are asked for.
+    """
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -182,7 +184,7 @@ def load_tokenizer(name: str) -> Any:
             path = Path(name)
             return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         return AutoTokenizer.from_pretrained(name)
-    except Exception as exc:  # noqa: BLE001 - report any loading failure in one line
+    except Exception as exc:
         raise InputError(f"cannot load tokenizer {name!r}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
 
@@ -243,13 +245,15 @@ def summarise(
     scored: Sequence[Scored], resamples: int = DEFAULT_RESAMPLES, seed: int = 0, with_ci: bool = True
 ) -> Metrics:
     """Metrics, their bootstrap intervals and, when scored, lenient ones (all intervals
-    from the same resamples)."""
+    from the same resamples).
+    """
     arrays = _arrays(scored)
     specs = {name: (arrays[num], arrays[den] if den else None) for name, (num, den) in METRIC_COLUMNS.items()}
     lenient_specs = {}
     if "lenient_correct" in arrays:
         lenient_specs = {
-            f"lenient_{name}": (arrays[num], arrays[den] if den else None) for name, (num, den) in LENIENT_COLUMNS.items()
+            f"lenient_{name}": (arrays[num], arrays[den] if den else None)
+            for name, (num, den) in LENIENT_COLUMNS.items()
         }
     cis = bootstrap_cis({**specs, **lenient_specs}, resamples, seed) if with_ci and resamples > 0 else {}
     lenient = None
@@ -270,15 +274,15 @@ def summarise(
 def breakdowns(scored: Sequence[Scored], resamples: int, seed: int) -> dict[str, dict[str, Metrics]]:
     """Metrics per value of N, tissue, disease and source (when the records carry them)."""
     result: dict[str, dict[str, Metrics]] = {}
-    for field in GROUP_FIELDS:
+    for group_field in GROUP_FIELDS:
         groups: dict[str, list[Scored]] = defaultdict(list)
         for s in scored:
-            if field in s.groups:
-                groups[s.groups[field]].append(s)
+            if group_field in s.groups:
+                groups[s.groups[group_field]].append(s)
         if not groups:
             continue
-        keys = sorted(groups, key=lambda k: (int(k), k) if field == "n" else (0, k))
-        result[field] = {key: summarise(groups[key], resamples, seed) for key in keys}
+        keys = sorted(groups, key=lambda k: (int(k), k) if group_field == "n" else (0, k))
+        result[group_field] = {key: summarise(groups[key], resamples, seed) for key in keys}
     return result
 
 
@@ -308,7 +312,14 @@ def evaluate(
 
 
 def _evaluate_scored(
-    predictions: Predictions, *, tokenizer: Any, bootstrap: int, seed: int, lenient: bool, by: bool, progress: bool = False
+    predictions: Predictions,
+    *,
+    tokenizer: Any,
+    bootstrap: int,
+    seed: int,
+    lenient: bool,
+    by: bool,
+    progress: bool = False,
 ) -> tuple[EvalResult, list[Scored]]:
     records, name = load_predictions(predictions)
     scored, unit = score_records(
@@ -338,7 +349,8 @@ def compare(
 ) -> list[EvalResult]:
     """:func:`evaluate` for each input, plus ``paired_vs_first`` on inputs 2…k: the
     difference to the first input on the puzzles both share (paired by ``id`` and
-    ``sample``), with a paired bootstrap interval and p-value."""
+    ``sample``), with a paired bootstrap interval and p-value.
+    """
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(str(tokenizer))
     results, all_scored = [], []
@@ -356,7 +368,9 @@ def compare(
     return results
 
 
-def paired(base: Sequence[Scored], other: Sequence[Scored], resamples: int, seed: int, base_name: str = "") -> dict[str, Any]:
+def paired(
+    base: Sequence[Scored], other: Sequence[Scored], resamples: int, seed: int, base_name: str = ""
+) -> dict[str, Any]:
     """Paired bootstrap of ``other − base`` over the predictions both have (by id, sample)."""
     base_by_key = {s.key: s for s in base}
     pairs = [(base_by_key[s.key], s) for s in other if s.key in base_by_key]

@@ -43,6 +43,7 @@ class Scored:
 
 
 def word_count(text: str) -> int:
+    """Number of whitespace-separated words."""
     return len(text.split())
 
 
@@ -64,6 +65,11 @@ def score_record(
     group_fields: Sequence[str] = ("tissue", "disease", "source"),
     index: int = 0,
 ) -> Scored:
+    """Score one prediction record against its gold labels.
+
+    The result is keyed by ``(id, sample)`` and grouped by N and the non-empty ``group_fields``;
+    ``length_fn`` measures the prediction (words by default).
+    """
     valid, correct, exact, uniqueness, reward = score_prediction(prediction, gold)
     groups = {"n": str(len(gold))}
     for name in group_fields:

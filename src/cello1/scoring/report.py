@@ -69,7 +69,9 @@ def by_n_rows(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]
 def transposed_summary(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
     """The summary with metrics as rows and inputs as columns (narrow terminals)."""
     header, rows = summary_rows(results)
-    return ["metric", *(row[0] for row in rows)], [[name, *(row[i] for row in rows)] for i, name in enumerate(header) if i > 0]
+    return ["metric", *(row[0] for row in rows)], [
+        [name, *(row[i] for row in rows)] for i, name in enumerate(header) if i > 0
+    ]
 
 
 def group_rows(result: EvalResult, field: str) -> tuple[list[str], list[list[str]]]:
@@ -192,11 +194,14 @@ def plot_accuracy_by_n(results: Sequence[EvalResult], path: str | os.PathLike) -
             ys = [getattr(groups[n], key) for n in ns]
             cis = [(groups[n].ci or {}).get(key) for n in ns]
             if all(ci is not None for ci in cis):
-                err = [[y - ci[0] for y, ci in zip(ys, cis, strict=True)], [ci[1] - y for y, ci in zip(ys, cis, strict=True)]]
+                err = [
+                    [y - ci[0] for y, ci in zip(ys, cis, strict=True)],
+                    [ci[1] - y for y, ci in zip(ys, cis, strict=True)],
+                ]
             else:
                 err = None
             ax.errorbar([int(n) for n in ns], ys, yerr=err, marker="o", capsize=3, label=r.name)
-    for ax, title in zip(axes, ("Cell-level accuracy", "Batch-level accuracy")):
+    for ax, title in zip(axes, ("Cell-level accuracy", "Batch-level accuracy"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("N (cells per puzzle)")
         ax.set_ylim(-0.02, 1.02)

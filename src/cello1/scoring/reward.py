@@ -98,6 +98,7 @@ VARIANTS: dict[str, Callable[[str, tuple[str, ...]], float]] = {
 
 
 def check_variant(variant: str) -> Callable[[str, tuple[str, ...]], float]:
+    """The scoring function of a reward variant; raises :class:`~cello1.errors.InputError` if unknown."""
     try:
         return VARIANTS[variant]
     except KeyError:
@@ -129,4 +130,4 @@ def batch_rewards(completions: list[str], golds: list[str | list[str]], variant:
     """:func:`batch_reward` over parallel lists."""
     if len(completions) != len(golds):
         raise InputError(f"{len(completions)} completions but {len(golds)} gold answers; they must pair up")
-    return [batch_reward(c, g, variant) for c, g in zip(completions, golds)]
+    return [batch_reward(c, g, variant) for c, g in zip(completions, golds, strict=True)]

@@ -66,7 +66,7 @@ def make_reward(variant: str = "paper") -> Callable[..., list[float]]:
         if variant == "format":
             return [batch_reward(completion_text(c), "", variant) for c in completions]
         golds = _gold_column(columns, len(completions))
-        return [batch_reward(completion_text(c), g, variant) for c, g in zip(completions, golds)]
+        return [batch_reward(completion_text(c), g, variant) for c, g in zip(completions, golds, strict=True)]
 
     reward.__name__ = reward.__qualname__ = f"reward_{variant}"
     reward.__doc__ = f"Cell-o1 batch-level reward, variant {variant!r}, for TRL."

@@ -25,6 +25,11 @@ def _gold(ground_truth: Any) -> Any:
 
 
 def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: dict | None = None) -> float:
+    """The verl reward of one rollout: :func:`~cello1.scoring.reward.batch_reward` of ``solution_str``.
+
+    The gold may be a string, a list or verl's ``reward_model`` dict; ``extra_info["reward_variant"]``
+    picks the variant (default ``paper``). ``data_source`` is ignored.
+    """
     variant = "paper"
     if isinstance(extra_info, dict) and extra_info.get("reward_variant"):
         variant = str(extra_info["reward_variant"])

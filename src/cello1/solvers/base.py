@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,9 +46,10 @@ class Completion:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class Ability(str, Enum):
+class Ability(StrEnum):
     """Optional abilities a solver class declares in :attr:`Solver.abilities`; each value
-    is the name of the method that provides it."""
+    is the name of the method that provides it.
+    """
 
     SCORE_MATRIX = "score_matrix"
     EVIDENCE = "evidence"

@@ -31,14 +31,14 @@ from cello1.errors import InputError
 from cello1.grammar import ANSWER_CLOSE, ANSWER_SEP, THINK_OPEN, THINK_TO_ANSWER, render_answer, render_completion
 from cello1.puzzle import Puzzle
 
-
 # ---- tokenised pieces ----------------------------------------------------------------------
 
 
 @dataclass
 class Trie:
     """Token trie over candidate names; ``through`` = candidates whose path passes here,
-    ``ends`` = candidates whose name ends here."""
+    ``ends`` = candidates whose name ends here.
+    """
 
     children: dict[int, Trie] = field(default_factory=dict)
     through: set[int] = field(default_factory=set)
@@ -46,6 +46,7 @@ class Trie:
 
     @classmethod
     def build(cls, sequences: list[tuple[int, ...]]) -> Trie:
+        """The trie of token sequences; sequence ``i`` is candidate ``i``."""
         root = cls()
         for index, seq in enumerate(sequences):
             node = root
@@ -104,10 +105,15 @@ def answer_pieces(tokenizer: Any, puzzle: Puzzle) -> AnswerPieces:
     if puzzle.n > len(puzzle.candidates):
         raise InputError(f"puzzle {puzzle.id}: {puzzle.n} cells but only {len(puzzle.candidates)} candidates")
     if puzzle.n < 2:
-        raise InputError(f"puzzle {puzzle.id}: {{constrained}} needs N >= 2 (a one-item answer has no '|')", params=["constrained"])
+        raise InputError(
+            f"puzzle {puzzle.id}: {{constrained}} needs N >= 2 (a one-item answer has no '|')", params=["constrained"]
+        )
     bad = [c for c in puzzle.candidates if any(ch in c for ch in "|<\n") or c != c.strip()]
     if bad:
-        raise InputError(f"puzzle {puzzle.id}: candidate {bad[0]!r} cannot appear in a strict answer ('|', '<', newline or edge spaces)")
+        raise InputError(
+            f"puzzle {puzzle.id}: candidate {bad[0]!r} cannot appear in a strict answer "
+            "('|', '<', newline or edge spaces)"
+        )
     common = {
         "think_open": _ids(tokenizer, THINK_OPEN),
         "think_close": _ids(tokenizer, THINK_TO_ANSWER),
@@ -170,7 +176,8 @@ class _Row:
 
 def think_banned_mask(tokenizer: Any, vocab_size: int, eos_ids: list[int]) -> torch.Tensor:
     """Tokens the free reasoning may not use: any containing ``<`` (a tag could start),
-    special tokens, EOS, and ids beyond the tokenizer's vocabulary."""
+    special tokens, EOS, and ids beyond the tokenizer's vocabulary.
+    """
     n = min(len(tokenizer), vocab_size)
     texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
     banned = torch.zeros(vocab_size, dtype=torch.bool)
@@ -211,6 +218,13 @@ class ConstrainedAnswerProcessor(LogitsProcessor):
         self.prompt_len: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Next-token scores of every row, ``-inf`` wherever the row's state forbids the token.
+
+        While thinking, the banned tokens (any containing ``<``, special tokens, EOS) are masked; once the model's
+        top token is a banned one or only the closing budget is left, ``</think>`` is forced, and
+        from then on only tokens that spell unused candidate names, separators, ``</answer>`` and
+        EOS are allowed.
+        """
         if self.prompt_len is None:
             self.prompt_len = input_ids.shape[1]
         else:

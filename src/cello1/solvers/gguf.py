@@ -21,6 +21,8 @@ from cello1.solvers.llm_common import check_prompt_mode, import_extra, reject_un
 
 
 class GGUFSolver(Solver):
+    """Chat completions from a local GGUF model with llama-cpp-python, one puzzle at a time."""
+
     name = "gguf"
 
     def __init__(
@@ -39,7 +41,10 @@ class GGUFSolver(Solver):
         **unsupported: Any,
     ) -> None:
         if unsupported.pop("constrained", False):
-            raise InputError("{constrained} is implemented for {solver}=hf; with gguf use {repair}", params=["constrained", "solver", "repair"])
+            raise InputError(
+                "{constrained} is implemented for {solver}=hf; with gguf use {repair}",
+                params=["constrained", "solver", "repair"],
+            )
         reject_unsupported(self.name, unsupported)
         llama_cpp = import_extra("gguf")
         if not model or not Path(model).is_file():

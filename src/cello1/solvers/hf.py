@@ -42,17 +42,22 @@ def resolve_model_path(model: str) -> tuple[str, str | None]:
         if len(ggufs) == 1:
             return str(path), ggufs[0].name
         if not ggufs:
-            raise InputError(f"{model}: folder has no config.json and no .gguf file; is it a transformers model folder?")
+            raise InputError(
+                f"{model}: folder has no config.json and no .gguf file; is it a transformers model folder?"
+            )
         raise InputError(f"{model}: folder holds several .gguf files; pass one file with {{model}}", params=["model"])
     return model, None
 
 
 def auto_device(device: str | None) -> str:
+    """``device`` itself (checked when it asks for CUDA), else ``cuda`` when a GPU is available, else ``cpu``."""
     import torch
 
     if device:
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"{{device}}={device}: no CUDA GPU is available here; use {{device}}=cpu", params=["device"])
+            raise InputError(
+                f"{{device}}={device}: no CUDA GPU is available here; use {{device}}=cpu", params=["device"]
+            )
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -63,7 +68,9 @@ def auto_dtype(dtype: str | None, device: str) -> Any:
 
     if dtype:
         if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-            raise InputError(f"{{dtype}} {dtype!r} is not a torch dtype; use float32, bfloat16 or float16", params=["dtype"])
+            raise InputError(
+                f"{{dtype}} {dtype!r} is not a torch dtype; use float32, bfloat16 or float16", params=["dtype"]
+            )
         return getattr(torch, dtype)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -98,7 +105,9 @@ class HFSolver(Solver):
     ) -> None:
         reject_unsupported(self.name, unsupported)
         if model is None:
-            raise InputError("the 'hf' solver needs {model} (a hub id, a local folder or a .gguf file)", params=["model"])
+            raise InputError(
+                "the 'hf' solver needs {model} (a hub id, a local folder or a .gguf file)", params=["model"]
+            )
         if threads is not None:
             import torch
 
@@ -110,7 +119,9 @@ class HFSolver(Solver):
         self.temperature = resolve_temperature(temperature, self.n)
         self.top_p = top_p
         if max_new_tokens < 1 or batch_size < 1:
-            raise InputError("{max_new_tokens} and {batch_size} must be at least 1", params=["max_new_tokens", "batch_size"])
+            raise InputError(
+                "{max_new_tokens} and {batch_size} must be at least 1", params=["max_new_tokens", "batch_size"]
+            )
         self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
         self.constrained, self.seed = bool(constrained), int(seed)
         self._banned = None
@@ -162,6 +173,7 @@ class HFSolver(Solver):
     # ---- generation ----------------------------------------------------------------------
     @property
     def eos_ids(self) -> list[int]:
+        """Token ids that end generation: the generation config's EOS ids plus the tokenizer's."""
         ids = self.hf_model.generation_config.eos_token_id
         ids = [ids] if isinstance(ids, int) else list(ids or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
@@ -169,11 +181,15 @@ class HFSolver(Solver):
         return ids
 
     def prompt(self, puzzle: Puzzle) -> str:
+        """The puzzle's chat-formatted prompt text, with the generation prompt appended."""
         return self.tokenizer.apply_chat_template(
             puzzle.messages(self.prompt_mode), tokenize=False, add_generation_prompt=True
         )
 
     def generation_config(self) -> Any:
+        """The ``transformers.GenerationConfig`` for ``generate``: greedy at temperature 0,
+        else sampling; ``n`` sequences per prompt.
+        """
         from transformers import GenerationConfig
 
         sampling = self.temperature > 0
@@ -189,6 +205,9 @@ class HFSolver(Solver):
         )
 
     def logits_processors(self, puzzles: list[Puzzle]) -> Any:
+        """The ``LogitsProcessorList`` for a batch: empty, or the constrained-answer processor
+        when ``constrained`` is set.
+        """
         from transformers import LogitsProcessorList
 
         if not self.constrained:
@@ -209,6 +228,7 @@ class HFSolver(Solver):
         return LogitsProcessorList([processor])
 
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
+        """Generate ``n`` completions per puzzle in one padded ``generate`` call, seeded by the batch's ids."""
         import torch
 
         processors = self.logits_processors(puzzles)  # validates the budget before any work
@@ -217,9 +237,7 @@ class HFSolver(Solver):
         ).to(self.hf_model.device)
         torch.manual_seed(self.seed + zlib.crc32("\x00".join(p.id for p in puzzles).encode()))
         with torch.inference_mode():
-            out = self.hf_model.generate(
-                **enc, generation_config=self.generation_config(), logits_processor=processors
-            )
+            out = self.hf_model.generate(**enc, generation_config=self.generation_config(), logits_processor=processors)
         generated = out[:, enc["input_ids"].shape[1] :].tolist()
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         eos = set(self.eos_ids)
@@ -276,6 +294,7 @@ class HFSolver(Solver):
         return scores
 
     def settings(self) -> dict[str, Any]:
+        """The base settings plus the generation settings."""
         return {
             **super().settings(),
             "prompt_mode": self.prompt_mode,
@@ -286,5 +305,6 @@ class HFSolver(Solver):
         }
 
     def close(self) -> None:
+        """Drop the model and tokenizer so their memory can be freed."""
         self.hf_model = None
         self.tokenizer = None

@@ -13,7 +13,8 @@ EXTRAS = {"vllm": ("vllm", "vLLM"), "gguf": ("llama_cpp", "llama-cpp-python")}
 
 def reject_unsupported(solver: str, options: dict[str, Any]) -> None:
     """Solver constructors call this with the options they do not know: a clear error
-    naming each option (as the CLI spells it, from the CLI)."""
+    naming each option (as the CLI spells it, from the CLI).
+    """
     if options:
         names = ", ".join(f"{{{k}}}" for k in sorted(options))
         raise InputError(
@@ -29,7 +30,8 @@ def import_extra(solver: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise InputError(
-            f"the {solver!r} solver needs {dist}, which is not installed; install it with: pip install 'cello1[{solver}]'"
+            f"the {solver!r} solver needs {dist}, which is not installed; "
+            f"install it with: pip install 'cello1[{solver}]'"
         ) from None
 
 
@@ -47,6 +49,7 @@ def resolve_temperature(temperature: float | None, n: int) -> float:
 
 
 def check_prompt_mode(prompt_mode: str) -> str:
+    """``prompt_mode`` itself if it is ``system`` or ``user``; raises otherwise."""
     if prompt_mode not in ("system", "user"):
         raise InputError(f"{{prompt_mode}} must be 'system' or 'user', not {prompt_mode!r}", params=["prompt_mode"])
     return prompt_mode

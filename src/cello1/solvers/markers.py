@@ -23,21 +23,25 @@ class MarkerSolver(MatrixSolver):
 
     name: ClassVar[str] = "markers"
 
-    def __init__(self, assignment: str = "hungarian", **options: Any):
+    def __init__(self, assignment: str = "hungarian", **options: Any) -> None:
         check_options(self.name, options, {"assignment", "n"})
         super().__init__(assignment=assignment, **options)
         self.kb = knowledge_base()
 
     def mapping(self, label: str) -> LabelMapping:
+        """How a candidate label maps to the Cell Ontology."""
         return self.kb.map_label(label)
 
     def profile(self, label: str) -> dict[str, float]:
+        """Marker gene → weight for a candidate label (empty if it has no markers)."""
         return dict(self.kb.markers_for(label))
 
     def score_matrix(self, puzzle: Puzzle) -> np.ndarray:
+        """Cells × candidates marker scores (higher = better)."""
         return profile_score_matrix(puzzle.cells, [self.profile(c) for c in puzzle.candidates])
 
     def evidence(self, puzzle: Puzzle, cell: int, candidate: int) -> str:
+        """The candidate's markers among the cell's top genes, or why there are none."""
         label = puzzle.candidates[candidate]
         m = self.mapping(label)
         if m.marker_term_id is None:

@@ -32,8 +32,8 @@ import numpy as np
 
 from cello1.assignment import argmax_assignment, optimal_assignment
 from cello1.errors import InputError
-from cello1.grammar import render_completion
 from cello1.genes import normalise_gene
+from cello1.grammar import render_completion
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Ability, Completion, Solver
 
@@ -104,7 +104,8 @@ def check_options(solver: str, options: Mapping[str, Any], allowed: set[str]) ->
 
 class MatrixSolver(Solver):
     """Base class: implement :meth:`score_matrix` (and :meth:`evidence`); assignment and
-    output are shared."""
+    output are shared.
+    """
 
     name: ClassVar[str] = "matrix"
     abilities: ClassVar[frozenset[Ability]] = frozenset({Ability.SCORE_MATRIX, Ability.EVIDENCE})
@@ -112,7 +113,9 @@ class MatrixSolver(Solver):
     def __init__(self, assignment: str = "hungarian", n: int = 1, **options: Any) -> None:
         check_options(self.name, options, set())
         if assignment not in ASSIGNMENTS:
-            raise InputError(f"{{assignment}} must be one of {', '.join(ASSIGNMENTS)}, not {assignment!r}", params=["assignment"])
+            raise InputError(
+                f"{{assignment}} must be one of {', '.join(ASSIGNMENTS)}, not {assignment!r}", params=["assignment"]
+            )
         if int(n) != 1:
             raise InputError(f"solver {self.name!r} is deterministic: use {{n}}=1 (got {n})", params=["n"])
         self.assignment = assignment
@@ -129,7 +132,8 @@ class MatrixSolver(Solver):
     # ---- shared ------------------------------------------------------------------------
     def assign(self, scores: np.ndarray) -> list[int]:
         """Candidate column per cell. Hungarian leaves extra cells (more cells than
-        candidates) unassigned; those take their best column."""
+        candidates) unassigned; those take their best column.
+        """
         if scores.shape[1] == 0:
             raise InputError("the puzzle has no candidate cell types")
         if self.assignment == "none":
@@ -162,7 +166,9 @@ class MatrixSolver(Solver):
         for i, c in enumerate(columns):
             why = self.evidence(puzzle, i, c)
             margin = _margin(scores[i], c)
-            lines.append(f"Cell {i + 1}: {puzzle.candidates[c]}{' — ' + why if why else ''} (score {scores[i, c]:.2f}{margin}).")
+            lines.append(
+                f"Cell {i + 1}: {puzzle.candidates[c]}{' — ' + why if why else ''} (score {scores[i, c]:.2f}{margin})."
+            )
         return "\n".join(lines)
 
     def settings(self) -> dict[str, Any]:

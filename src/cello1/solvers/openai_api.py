@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +31,10 @@ FATAL_STATUS = {401, 403, 404}  # wrong key, URL or model: every request would f
 
 
 class APIError(RuntimeError):
+    """A failed API request, with its HTTP ``status`` (``None`` when no HTTP
+    response came) and the server's ``Retry-After`` delay in seconds, if any.
+    """
+
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -80,7 +83,10 @@ class OpenAISolver(Solver):
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
         self.api_key = os.environ.get(api_key_env)
         if not self.api_key and self.base_url == OPENAI_URL:
-            raise InputError(f"no API key: set the environment variable {api_key_env} (or pass {{api_key_env}}=NAME)", params=["api_key_env"])
+            raise InputError(
+                f"no API key: set the environment variable {api_key_env} (or pass {{api_key_env}}=NAME)",
+                params=["api_key_env"],
+            )
         self.prompt_mode = check_prompt_mode(prompt_mode)
         self.n = int(n)
         resolve_temperature(temperature, self.n)  # validates the combination
@@ -138,14 +144,16 @@ class OpenAISolver(Solver):
 
     def request(self, puzzle: Puzzle) -> list[Completion]:
         """The ``n`` completions of one puzzle from one request (retried); a failure
-        that persists becomes an error completion."""
+        that persists becomes an error completion.
+        """
         start = time.perf_counter()
         try:
             response = self._post_with_retries(self.request_body(puzzle))
         except APIError as exc:
             if exc.status in FATAL_STATUS:
                 raise InputError(
-                    f"{self.base_url}: HTTP {exc.status} ({exc}); check {{base_url}}, {{model}} and the API key variable",
+                    f"{self.base_url}: HTTP {exc.status} ({exc}); "
+                    "check {base_url}, {model} and the API key variable",
                     params=["base_url", "model"],
                 ) from None
             seconds = time.perf_counter() - start
@@ -202,12 +210,12 @@ class OpenAISolver(Solver):
             self.base_url + "/chat/completions", data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - user-given URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
             raise APIError(f"HTTP {exc.code}: {detail}", exc.code, _retry_after(exc.headers)) from None
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise APIError(f"timed out after {self.timeout:g}s ({exc})") from None
         except urllib.error.URLError as exc:
             raise APIError(f"cannot reach {self.base_url}: {exc.reason}") from None
@@ -220,7 +228,7 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
         payload = json.loads(exc.read().decode("utf-8"))
         error = payload.get("error", payload)
         return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
-    except Exception:  # noqa: BLE001 - the status line is enough
+    except Exception:
         return exc.reason or "error"
 
 

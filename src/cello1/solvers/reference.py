@@ -59,6 +59,7 @@ class ReferenceSolver(MatrixSolver):
 
     # ---- fitting -----------------------------------------------------------------------
     def fit(self, train: str | os.PathLike | Sequence[Puzzle]) -> ReferenceSolver:
+        """Learn per-type gene frequencies from labelled puzzles (each distinct cell counted once); returns ``self``."""
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         n_cells: dict[str, int] = defaultdict(int)
         seen: set[tuple[str, tuple[str, ...]]] = set()
@@ -74,7 +75,9 @@ class ReferenceSolver(MatrixSolver):
                 for gene in {normalise_gene(g) for g in genes}:
                     counts[key[0]][gene] += 1
         if not n_cells:
-            raise InputError("reference solver: the training puzzles carry no gold answers; pass a labelled train split")
+            raise InputError(
+                "reference solver: the training puzzles carry no gold answers; pass a labelled train split"
+            )
         self.frequencies = {t: {g: c / n_cells[t] for g, c in genes.items()} for t, genes in counts.items()}
         self.n_train_cells = dict(n_cells)
         self._cache = None
@@ -117,6 +120,9 @@ class ReferenceSolver(MatrixSolver):
         return genes, L
 
     def score_matrix(self, puzzle: Puzzle) -> np.ndarray:
+        """Cells × candidates scores: the cell's rank-weighted genes times each candidate's
+        log-ratios, z-scored per candidate across cells. Raises when the solver is not fitted.
+        """
         if not self.frequencies:
             raise InputError("the reference solver is not fitted: pass {train}=TRAIN.jsonl", params=["train"])
         genes, L = self.log_ratios(puzzle)
@@ -130,6 +136,7 @@ class ReferenceSolver(MatrixSolver):
         return standardise_columns(X @ L.T)
 
     def evidence(self, puzzle: Puzzle, cell: int, candidate: int) -> str:
+        """The cell's top genes that favour the candidate (up to 3, with ranks) and where its profile comes from."""
         label = puzzle.candidates[candidate]
         origin = self.profile(label)[1]
         if origin == "none":
@@ -151,7 +158,13 @@ class ReferenceSolver(MatrixSolver):
         return f"{source}: {top}" if top else f"no distinctive genes; weak match to {source}"
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "train": self.train_source, "n_types": len(self.frequencies), "epsilon": self.epsilon}
+        """The base settings plus the training source, number of learnt types and ``epsilon``."""
+        return {
+            **super().settings(),
+            "train": self.train_source,
+            "n_types": len(self.frequencies),
+            "epsilon": self.epsilon,
+        }
 
 
 def _load(train: str | os.PathLike | Sequence[Puzzle]) -> list[Puzzle]:

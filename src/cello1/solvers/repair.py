@@ -38,7 +38,8 @@ def is_permutation(labels: list[str] | None, puzzle: Puzzle) -> bool:
 
 def repair_completion(puzzle: Puzzle, completion: Completion) -> tuple[list[str | None], str]:
     """``(labels, method)``: the strict answer if it is already valid, else an optimal
-    assignment over the candidates from the completion's scores or label similarity."""
+    assignment over the candidates from the completion's scores or label similarity.
+    """
     strict = parse_prediction(completion.text)
     if is_permutation(strict, puzzle):
         return strict, "none"

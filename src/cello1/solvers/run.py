@@ -127,7 +127,8 @@ def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | Non
 
 def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, Prediction], bool]:
     """Existing predictions keyed by ``(id, sample)``, the latest line winning, and whether
-    the file needs compaction (duplicates or unreadable lines such as a truncated tail)."""
+    the file needs compaction (duplicates or unreadable lines such as a truncated tail).
+    """
     path = Path(path)
     records: dict[Key, Prediction] = {}
     dirty = False
@@ -225,7 +226,8 @@ def _check_same_solver(path: Path, records: list[Prediction], solver: Solver) ->
 
 def _add_missing_repairs(records: dict[Key, Prediction], puzzles: dict[str, Puzzle]) -> bool:
     """Records finished by a run without --repair get their repair now (string similarity:
-    score matrices are not stored). Returns whether any record changed."""
+    score matrices are not stored). Returns whether any record changed.
+    """
     from cello1.solvers.repair import repair_completion
 
     changed = False
@@ -275,7 +277,7 @@ def _iter_completions(solver: Solver, puzzles: list[Puzzle]) -> Iterator[tuple[P
             results = solver.solve_batch(batch)
         except InputError:
             raise  # a setting is wrong: every batch would fail the same way
-        except Exception as exc:  # noqa: BLE001 - recorded per puzzle and retried on rerun
+        except Exception as exc:
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
             results = [[Completion(text="", error=message)] * max(1, int(solver.n or 1)) for _ in batch]
         if len(results) != len(batch):
@@ -315,10 +317,15 @@ def _with_likelihood_scores(
     solver: Solver, puzzle: Puzzle, completion: Completion, assignment: list[str] | None
 ) -> Completion:
     """For an answer that needs repair, ask a solver that can score candidates with its
-    model (e.g. ``hf``) for a likelihood matrix."""
+    model (e.g. ``hf``) for a likelihood matrix.
+    """
     from cello1.solvers.repair import is_permutation
 
-    if completion.scores is not None or is_permutation(assignment, puzzle) or not solver.supports(Ability.CANDIDATE_SCORES):
+    if (
+        completion.scores is not None
+        or is_permutation(assignment, puzzle)
+        or not solver.supports(Ability.CANDIDATE_SCORES)
+    ):
         return completion
     scores = solver.candidate_scores(puzzle, completion)
     return replace(completion, scores=scores, info={**completion.info, "scores_from": "likelihood"})

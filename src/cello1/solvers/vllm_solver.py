@@ -15,6 +15,8 @@ from cello1.solvers.llm_common import check_prompt_mode, import_extra, reject_un
 
 
 class VLLMSolver(Solver):
+    """Chat completions from the offline vLLM engine, which batches and schedules the puzzles itself."""
+
     name = "vllm"
 
     def __init__(
@@ -35,7 +37,10 @@ class VLLMSolver(Solver):
         **unsupported: Any,
     ) -> None:
         if unsupported.pop("constrained", False):
-            raise InputError("{constrained} is implemented for {solver}=hf; with vllm use {repair}", params=["constrained", "solver", "repair"])
+            raise InputError(
+                "{constrained} is implemented for {solver}=hf; with vllm use {repair}",
+                params=["constrained", "solver", "repair"],
+            )
         reject_unsupported(self.name, unsupported)
         vllm = import_extra("vllm")  # before any other work: a clear message if missing
         if not model:
@@ -63,6 +68,7 @@ class VLLMSolver(Solver):
         self.llm = vllm.LLM(**engine_args)
 
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
+        """``n`` completions per puzzle from one ``LLM.chat`` call, with token counts."""
         conversations = [p.messages(self.prompt_mode) for p in puzzles]
         outputs = self.llm.chat(conversations, self.sampling, use_tqdm=False)
         results = []
@@ -77,4 +83,5 @@ class VLLMSolver(Solver):
         return results
 
     def close(self) -> None:
+        """Drop the engine so its GPU memory can be freed."""
         self.llm = None

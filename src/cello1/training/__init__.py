@@ -9,8 +9,7 @@ Heavy dependencies (torch, transformers, TRL, PEFT) load only when a trainer run
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cello1._lazy import lazy_getattr
 
 _LAZY = {
     "StageConfig": "cello1.training.config",
@@ -29,10 +28,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cello1.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

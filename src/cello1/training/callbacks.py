@@ -17,10 +17,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cello1.prediction import Prediction
 from cello1.puzzle import Puzzle
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 log = logging.getLogger("cello1.training")
 
@@ -40,7 +43,8 @@ def _named_metric(variant: str, name: str) -> Callable[..., list[float]]:
 
 def metric_reward_functions() -> list[Callable[..., list[float]]]:
     """Cell accuracy, batch accuracy (exact match) and format rate as TRL reward callables
-    (0 on a strictly invalid completion, as in ``cello1 eval``)."""
+    (0 on a strictly invalid completion, as in ``cello1 eval``).
+    """
     return [
         _named_metric("cell_accuracy", "cell_accuracy"),
         _named_metric("exact_match", "batch_accuracy"),
@@ -63,7 +67,8 @@ def evaluate_model(
 ) -> tuple[Any, list[Prediction]]:
     """Greedy generation on ``puzzles`` through the ``hf`` solver, scored with
     ``cello1.scoring.evaluate``: (metrics, predictions). The model's training mode and the
-    tokenizer's padding side are restored afterwards."""
+    tokenizer's padding side are restored afterwards.
+    """
     from cello1.scoring import evaluate
     from cello1.solvers.hf import HFSolver
     from cello1.solvers.run import solve
@@ -84,7 +89,9 @@ def evaluate_model(
 
 
 def _scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _trainer_callback_base():
@@ -101,7 +108,7 @@ def make_heldout_callback(
     eval_steps: int,
     max_new_tokens: int,
     batch_size: int,
-):
+) -> TrainerCallback:
     """A ``TrainerCallback`` evaluating on held-out puzzles every ``eval_steps`` and at the end."""
     base = _trainer_callback_base()
 
@@ -151,7 +158,7 @@ def make_heldout_callback(
     return HeldOutEvalCallback()
 
 
-def make_jsonl_log_callback(output_dir: str | Path):
+def make_jsonl_log_callback(output_dir: str | Path) -> TrainerCallback:
     """A ``TrainerCallback`` appending every log dict to ``{output_dir}/metrics.jsonl``."""
     base = _trainer_callback_base()
 
@@ -179,10 +186,13 @@ def _is_jsonable(value: Any) -> bool:
     return True
 
 
-def stage_callbacks(config: Any, tokenizer, eval_puzzles: Sequence[Puzzle] | None, output_dir: Path, extra=None):
+def stage_callbacks(
+    config: Any, tokenizer, eval_puzzles: Sequence[Puzzle] | None, output_dir: Path, extra=None
+) -> tuple[list[Any], TrainerCallback | None]:
     """The callbacks every stage runs: the JSONL log, the caller's ``extra`` ones and, when
     held-out puzzles are given, the periodic evaluation. Returns ``(callbacks, heldout)``
-    where ``heldout`` is that evaluation callback (its ``history`` has the results) or None."""
+    where ``heldout`` is that evaluation callback (its ``history`` has the results) or None.
+    """
     callbacks = [make_jsonl_log_callback(output_dir), *(extra or [])]
     heldout = None
     if eval_puzzles:

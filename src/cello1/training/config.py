@@ -1,6 +1,7 @@
 """Stage configs (TRL-style dataclasses) with YAML/TOML loading and ``key=value`` overrides.
 
-One dataclass per stage holds the paper's defaults (spec §7). A run is described by a
+One dataclass per stage holds the paper's defaults (``docs/format.md`` §7, written once in
+:mod:`cello1.training.recipe`). A run is described by a
 YAML or TOML file plus command-line overrides; the resolved config is saved next to
 the run's outputs (``cello1_sft.yaml`` / ``cello1_grpo.yaml``) so every run can be
 repeated exactly. Keys that are not ours but are valid ``trl.SFTConfig`` /
@@ -24,8 +25,7 @@ from typing import Any
 import yaml
 
 from cello1.errors import InputError
-
-PAPER_BASE_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+from cello1.training import recipe
 
 
 @dataclass
@@ -33,7 +33,7 @@ class StageConfig:
     """Settings shared by every training stage."""
 
     # data and model
-    model: str = PAPER_BASE_MODEL
+    model: str = recipe.BASE_MODEL
     """HF hub id, local folder, or a ``.gguf`` file (dequantised to float32 on load)."""
     train_file: str | None = None
     """Puzzles: any file ``cello1.io.read_puzzles`` reads (builder output or official records)."""
@@ -77,11 +77,11 @@ class StageConfig:
     eval_max_new_tokens: int = 1024
     eval_batch_size: int = 8
 
-    # LoRA/DoRA (paper: r 256, alpha 512, dropout 0.05, all linear layers)
+    # LoRA/DoRA (the paper's: all linear layers)
     use_lora: bool = False
-    lora_r: int = 256
-    lora_alpha: int = 512
-    lora_dropout: float = 0.05
+    lora_r: int = recipe.SFT_LORA_R
+    lora_alpha: int = recipe.SFT_LORA_ALPHA
+    lora_dropout: float = recipe.SFT_LORA_DROPOUT
     lora_target_modules: str | list[str] = "all-linear"
     lora_layers: list[int] | None = None
     """Only these decoder layers get adapters (``layers_to_transform``); default all."""
@@ -97,7 +97,10 @@ class StageConfig:
         if self.prompt_mode not in ("system", "user"):
             raise InputError(f"prompt_mode must be 'system' or 'user', not {self.prompt_mode!r}")
         if not self.train_file:
-            raise InputError(f"{self.stage}: no training puzzles; pass {{train}}=FILE or set train_file in the config", params=["train"])
+            raise InputError(
+                f"{self.stage}: no training puzzles; pass {{train}}=FILE or set train_file in the config",
+                params=["train"],
+            )
         for name in ("train_file", "eval_file"):
             value = getattr(self, name)
             if value and not Path(value).exists():
@@ -113,11 +116,11 @@ class SFTStageConfig(StageConfig):
     """Cold-start SFT on correct reasoning traces (paper: LoRA r 256, alpha 512, …)."""
 
     output_dir: str = "runs/sft"
-    learning_rate: float = 5e-5
-    num_train_epochs: float = 1.0
-    per_device_train_batch_size: int = 6
-    gradient_accumulation_steps: int = 16
-    max_length: int = 4096
+    learning_rate: float = recipe.SFT_LEARNING_RATE
+    num_train_epochs: float = recipe.SFT_EPOCHS
+    per_device_train_batch_size: int = recipe.SFT_BATCH_SIZE
+    gradient_accumulation_steps: int = recipe.SFT_GRADIENT_ACCUMULATION
+    max_length: int = recipe.SFT_MAX_LENGTH
     """Longest prompt + trace in tokens; a prompt alone longer than this is an error."""
     use_lora: bool = True
     merge: bool = True
@@ -128,6 +131,7 @@ class SFTStageConfig(StageConfig):
     stage: typing.ClassVar[str] = "sft"
 
     def check(self) -> None:
+        """The base checks plus a minimal ``max_length``."""
         super().check()
         if self.max_length < 16:
             raise InputError(f"max_length {self.max_length} is too small")
@@ -135,21 +139,21 @@ class SFTStageConfig(StageConfig):
 
 @dataclass
 class GRPOStageConfig(StageConfig):
-    """GRPO with the batch-level reward (paper: 5 rollouts, lr 1e-6, KL 0.001, …)."""
+    """GRPO with the batch-level reward (the paper's rollouts, learning rate, KL, lengths)."""
 
     output_dir: str = "runs/grpo"
-    learning_rate: float = 1e-6
-    num_train_epochs: float = 20.0
+    learning_rate: float = recipe.GRPO_LEARNING_RATE
+    num_train_epochs: float = float(recipe.GRPO_EPOCHS)
     # 8 GPUs x 8 completions x 5 accumulation = 320 completions = 64 prompts x 5 rollouts
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 5
     generation_batch_size: int | None = None
     """Completions generated per generation round (default: per-device batch x world x accumulation)."""
-    num_generations: int = 5
-    beta: float = 0.001
-    max_prompt_length: int = 3072
-    max_completion_length: int = 3000
-    entropy_coef: float = 0.0
+    num_generations: int = recipe.GRPO_ROLLOUTS
+    beta: float = recipe.GRPO_KL_COEF
+    max_prompt_length: int = recipe.GRPO_MAX_PROMPT_LENGTH
+    max_completion_length: int = recipe.GRPO_MAX_RESPONSE_LENGTH
+    entropy_coef: float = recipe.GRPO_ENTROPY_COEF
     temperature: float = 1.0
     reward_variant: str = "paper"
     """``paper`` ((cell acc + exact)/2, −1 on bad format) or ``exact_match`` (the released code's
@@ -163,6 +167,9 @@ class GRPOStageConfig(StageConfig):
     stage: typing.ClassVar[str] = "grpo"
 
     def check(self) -> None:
+        """The base checks plus GRPO's: ``num_generations`` ≥ 2, a generation batch divisible
+        by it, a valid ``generation_batch_size`` and a known ``reward_variant``.
+        """
         super().check()
         if self.num_generations < 2:
             raise InputError(f"num_generations must be >= 2 for GRPO (the paper uses 5), not {self.num_generations}")
@@ -195,16 +202,19 @@ STAGES: dict[str, type[StageConfig]] = {"sft": SFTStageConfig, "grpo": GRPOStage
 
 
 def world_size() -> int:
+    """Number of training processes (``WORLD_SIZE``, 1 when unset)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def has_gpu() -> bool:
+    """Whether torch sees a CUDA GPU."""
     import torch
 
     return torch.cuda.is_available()
 
 
 def vllm_available() -> bool:
+    """Whether vLLM is installed."""
     return importlib.util.find_spec("vllm") is not None
 
 
@@ -232,6 +242,7 @@ def load_config(
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings as a dict, values parsed as YAML (kept as text when that fails; empty → ``None``)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -245,6 +256,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def from_dict(cls: type[StageConfig], values: dict[str, Any]) -> StageConfig:
+    """A ``cls`` instance from a flat dict: own fields coerced to their types, unknown keys that
+    TRL's config accepts moved to ``trl_args``; any other key raises.
+    """
     hints = typing.get_type_hints(cls)
     ours = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}

@@ -13,13 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cello1.errors import InputError
 from cello1.io import read_puzzles
 from cello1.puzzle import Puzzle
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
 
 def load_puzzles(source: str | os.PathLike | Sequence[Puzzle], limit: int | None = None) -> list[Puzzle]:
+    """Puzzles from a puzzle file or a sequence, the first ``limit`` if given; raises when there are none."""
     puzzles = list(source) if not isinstance(source, (str, os.PathLike)) else read_puzzles(source)
     if not puzzles:
         raise InputError(f"{source if isinstance(source, (str, Path)) else 'input'}: no puzzles")
@@ -57,13 +62,15 @@ def grpo_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list
     return [{"prompt": p.messages(prompt_mode), "answer": p.answer_str, "id": p.id, "n": p.n} for p in puzzles]
 
 
-def sft_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system"):
+def sft_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> Dataset:
+    """A ``datasets.Dataset`` of :func:`sft_records`."""
     from datasets import Dataset
 
     return Dataset.from_list(sft_records(puzzles, prompt_mode))
 
 
-def grpo_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system"):
+def grpo_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> Dataset:
+    """A ``datasets.Dataset`` of :func:`grpo_records`."""
     from datasets import Dataset
 
     return Dataset.from_list(grpo_records(puzzles, prompt_mode))

@@ -32,6 +32,8 @@ _WS = re.compile(r"\s+")
 
 @dataclass
 class NStats:
+    """Distillation counts for one N: puzzles, traces returned, traces accepted, puzzles with a kept trace."""
+
     puzzles: int = 0
     traces: int = 0
     accepted: int = 0
@@ -39,11 +41,16 @@ class NStats:
 
     @property
     def acceptance_rate(self) -> float:
+        """Accepted share of the traces (0 when there are none)."""
         return self.accepted / self.traces if self.traces else 0.0
 
 
 @dataclass
 class DistillReport:
+    """Outcome of a distillation run: output paths, kept puzzles (one per kept trace), counts per N
+    and the number of duplicate traces dropped.
+    """
+
     out: Path | None
     traces_path: Path | None
     kept: list[Puzzle]
@@ -52,17 +59,21 @@ class DistillReport:
 
     @property
     def traces(self) -> int:
+        """Traces returned over all N."""
         return sum(s.traces for s in self.by_n.values())
 
     @property
     def accepted(self) -> int:
+        """Accepted traces over all N."""
         return sum(s.accepted for s in self.by_n.values())
 
     @property
     def acceptance_rate(self) -> float:
+        """Accepted share of all traces (0 when there are none)."""
         return self.accepted / self.traces if self.traces else 0.0
 
     def table(self) -> list[dict[str, Any]]:
+        """One row of counts per N, then an ``all`` row."""
         rows = [
             {
                 "n": n,
@@ -98,6 +109,7 @@ def accept_trace(text: str, gold: list[str]) -> str | None:
 
 
 def traces_path_for(out: str | os.PathLike) -> Path:
+    """Where the raw traces of output ``out`` go: ``{out stem}.traces.jsonl`` beside it."""
     out = Path(out)
     return out.with_name(out.stem + ".traces.jsonl")
 

@@ -1,6 +1,6 @@
 """GRPO with the batch-level reward: TRL ``GRPOTrainer`` + ``cello1.scoring.trl_reward``.
 
-Paper defaults (spec §7): 5 rollouts per prompt, lr 1e-6, KL coefficient 0.001,
+Paper defaults (docs/format.md §7): 5 rollouts per prompt, lr 1e-6, KL coefficient 0.001,
 prompt/response limits 3,072/3,000 tokens, entropy coefficient 0. vLLM rollouts
 when vLLM is installed and a GPU is present (``use_vllm: auto``). The prompt mode is
 the one used at inference. Per step TRL logs the reward and — through zero-weight
@@ -14,7 +14,9 @@ Multi-GPU: ``accelerate launch -m cello1.cli train grpo --config …``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cello1.errors import InputError
 from cello1.training.config import GRPOStageConfig, has_gpu, save_config, vllm_available
@@ -30,10 +32,16 @@ from cello1.training.modeling import (
 )
 from cello1.training.sft import TrainResult, build_peft_config, save_merged
 
+if TYPE_CHECKING:
+    from trl import GRPOConfig
+
 log = logging.getLogger("cello1.training")
 
 
 def resolve_use_vllm(setting: bool | str) -> bool:
+    """Whether rollouts use vLLM: ``auto`` means installed and a GPU present; asking for it
+    without vLLM installed raises.
+    """
     if isinstance(setting, str):
         if setting.lower() != "auto":
             return setting.lower() in ("true", "yes", "1", "on")
@@ -43,15 +51,17 @@ def resolve_use_vllm(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def reward_function(variant: str = "paper"):
+def reward_function(variant: str = "paper") -> Callable[..., list[float]]:
     """The batch-level reward as a TRL reward callable (gold in the ``answer`` column);
-    ``paper`` is ``cello1.scoring.trl_reward``."""
+    ``paper`` is ``cello1.scoring.trl_reward``.
+    """
     from cello1.scoring import make_reward, trl_reward
 
     return trl_reward if variant == "paper" else make_reward(variant)
 
 
-def build_grpo_args(config: GRPOStageConfig):
+def build_grpo_args(config: GRPOStageConfig) -> GRPOConfig:
+    """The ``trl.GRPOConfig`` for a stage config (paper defaults + CPU/GPU auto settings)."""
     from trl import GRPOConfig
 
     kwargs = trainer_kwargs(
@@ -73,7 +83,8 @@ def build_grpo_args(config: GRPOStageConfig):
 
 def _policy_model_path(config: GRPOStageConfig) -> str:
     """GRPO rebuilds its reference model from the policy's path, so a GGUF file is
-    first converted to a plain folder (once, cached in ``output_dir/base-model``)."""
+    first converted to a plain folder (once, cached in ``output_dir/base-model``).
+    """
     name, extra = split_model_spec(config.model)
     if not extra:
         return config.model

@@ -11,10 +11,13 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cello1.errors import InputError
 from cello1.puzzle import Puzzle
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("cello1.training")
 
@@ -30,7 +33,10 @@ def split_model_spec(model: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return text, {}
 
 
-def load_tokenizer(model: str | os.PathLike, require_chat_template: bool = True):
+def load_tokenizer(model: str | os.PathLike, require_chat_template: bool = True) -> PreTrainedTokenizerBase:
+    """Load a model's tokenizer (a GGUF file path works too), with the EOS token as pad
+    token when it has none; raises without a chat template unless ``require_chat_template=False``.
+    """
     from transformers import AutoTokenizer
 
     name, extra = split_model_spec(model)
@@ -49,12 +55,17 @@ def load_tokenizer(model: str | os.PathLike, require_chat_template: bool = True)
     return tokenizer
 
 
-def load_model(model: str | os.PathLike, dtype: str | None = None):
+def load_model(model: str | os.PathLike, dtype: str | None = None) -> PreTrainedModel:
+    """Load a causal LM in ``dtype`` (a ``torch`` dtype name); default float32 on CPU or for
+    GGUF files, else the checkpoint's own dtype.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     name, extra = split_model_spec(model)
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if extra or not torch.cuda.is_available() else "auto")
+    torch_dtype = (
+        getattr(torch, dtype) if dtype else (torch.float32 if extra or not torch.cuda.is_available() else "auto")
+    )
     try:
         loaded = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **extra)
     except OSError as exc:
@@ -126,6 +137,7 @@ def check_prompt_lengths(tokenizer, puzzles: Sequence[Puzzle], prompt_mode: str,
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-*`` folder in ``output_dir``, or ``None``."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(output_dir)
@@ -148,7 +160,8 @@ def resolve_resume(setting: str | bool | None, output_dir: str | os.PathLike) ->
 
 def trainer_kwargs(config: Any, **stage_kwargs: Any) -> dict[str, Any]:
     """Keyword arguments shared by the TRL configs of every stage, then the stage's own
-    ones, then the user's pass-through ``trl_args`` (which win)."""
+    ones, then the user's pass-through ``trl_args`` (which win).
+    """
     kwargs: dict[str, Any] = {
         "output_dir": config.output_dir,
         "learning_rate": config.learning_rate,

@@ -1,6 +1,6 @@
 """Cold-start SFT: TRL ``SFTTrainer`` + PEFT LoRA/DoRA on correct reasoning traces.
 
-Paper defaults (spec §7): LoRA r 256, alpha 512, dropout 0.05 on all linear layers,
+Paper defaults (docs/format.md §7): LoRA r 256, alpha 512, dropout 0.05 on all linear layers,
 lr 5e-5, 1 epoch, max length 4096, loss on the assistant turn only (prompt-completion
 data), adapter merged at the end into ``{output_dir}/merged`` — a standalone model
 folder that ``cello1 solve --solver hf --model FOLDER`` loads.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cello1.errors import InputError
 from cello1.training.config import SFTStageConfig, StageConfig, save_config
@@ -31,6 +31,10 @@ from cello1.training.modeling import (
     trainer_kwargs,
 )
 
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from trl import SFTConfig
+
 log = logging.getLogger("cello1.training")
 
 DECODER_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -38,6 +42,8 @@ DECODER_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 
 @dataclass
 class TrainResult:
+    """Where a training stage wrote its outputs, its final metrics and the held-out evaluations."""
+
     output_dir: Path
     model_dir: Path | None
     """The merged (or full fine-tuned) standalone model folder, if written."""
@@ -45,7 +51,7 @@ class TrainResult:
     heldout: list[dict[str, Any]]
 
 
-def build_sft_args(config: SFTStageConfig):
+def build_sft_args(config: SFTStageConfig) -> SFTConfig:
     """The ``trl.SFTConfig`` for a stage config (paper defaults + CPU/GPU auto settings)."""
     from trl import SFTConfig
 
@@ -58,7 +64,8 @@ def build_sft_args(config: SFTStageConfig):
     return SFTConfig(**kwargs)
 
 
-def build_peft_config(config: StageConfig):
+def build_peft_config(config: StageConfig) -> LoraConfig | None:
+    """The ``peft.LoraConfig`` (LoRA or DoRA) of a stage config, or ``None`` without ``use_lora``."""
     if not config.use_lora:
         return None
     from peft import LoraConfig
@@ -81,7 +88,9 @@ def build_peft_config(config: StageConfig):
 
 def _drop_overlong(tokenizer, dataset, max_length: int):
     """Examples whose prompt fits but prompt + trace does not are dropped (truncating
-    them would cut off the answer the model should learn)."""
+    them would cut off the answer the model should learn).
+    """
+
     def full_length(example: dict) -> dict:
         text = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
         return {"_length": len(tokenizer(text, add_special_tokens=False)["input_ids"])}
@@ -91,7 +100,9 @@ def _drop_overlong(tokenizer, dataset, max_length: int):
     if len(keep) < len(dataset):
         log.warning(
             "dropping %d of %d SFT examples longer than max_length=%d tokens (prompt + trace)",
-            len(dataset) - len(keep), len(dataset), max_length,
+            len(dataset) - len(keep),
+            len(dataset),
+            max_length,
         )
     if not keep:
         raise InputError(f"every SFT example is longer than max_length={max_length} tokens; raise max_length")
@@ -100,7 +111,8 @@ def _drop_overlong(tokenizer, dataset, max_length: int):
 
 def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: list | None = None) -> TrainResult:
     """Run SFT; returns where the outputs are. ``model``/``tokenizer`` may be passed in
-    (e.g. an already-loaded model in a notebook); otherwise ``config.model`` is loaded."""
+    (e.g. an already-loaded model in a notebook); otherwise ``config.model`` is loaded.
+    """
     from cello1.training.callbacks import stage_callbacks
 
     config.check()  # cheap setting errors first, before heavy imports and model loading

@@ -29,6 +29,7 @@ from typing import Any
 from cello1.errors import InputError
 from cello1.io import atomic_path, read_puzzles
 from cello1.puzzle import Puzzle
+from cello1.training import recipe
 
 DATA_SOURCE = "cellpuzzles"
 ABILITY = "cell_type_annotation"
@@ -50,20 +51,20 @@ __all__ = ["{REWARD_FUNCTION}"]
 
 @dataclass
 class VerlRunSettings:
-    """The paper's GRPO run on one 8-GPU node (spec §7) as verl Hydra overrides."""
+    """The paper's GRPO run on one 8-GPU node (docs/format.md §7) as verl Hydra overrides."""
 
-    model: str = "Qwen/Qwen2.5-7B-Instruct"
-    train_batch_size: int = 64
-    rollouts: int = 5
-    lr: float = 1e-6
-    kl_loss_coef: float = 0.001
-    entropy_coeff: float = 0.0
-    max_prompt_length: int = 3072
-    max_response_length: int = 3000
-    total_epochs: int = 20
-    n_gpus_per_node: int = 8
-    nnodes: int = 1
-    tensor_parallel: int = 2
+    model: str = field(default=recipe.BASE_MODEL, metadata={"help": "Policy model written into run_verl_grpo.sh."})
+    train_batch_size: int = recipe.GRPO_TRAIN_BATCH_PROMPTS
+    rollouts: int = recipe.GRPO_ROLLOUTS
+    lr: float = recipe.GRPO_LEARNING_RATE
+    kl_loss_coef: float = recipe.GRPO_KL_COEF
+    entropy_coeff: float = recipe.GRPO_ENTROPY_COEF
+    max_prompt_length: int = recipe.GRPO_MAX_PROMPT_LENGTH
+    max_response_length: int = recipe.GRPO_MAX_RESPONSE_LENGTH
+    total_epochs: int = recipe.GRPO_EPOCHS
+    n_gpus_per_node: int = field(default=recipe.GRPO_GPUS, metadata={"help": "GPUs per node in run_verl_grpo.sh."})
+    nnodes: int = field(default=1, metadata={"help": "Nodes in run_verl_grpo.sh."})
+    tensor_parallel: int = recipe.GRPO_ROLLOUT_TENSOR_PARALLEL
     ppo_mini_batch_size: int = 32
     micro_batch_size_per_gpu: int = 2
     gpu_memory_utilization: float = 0.6
@@ -76,6 +77,10 @@ class VerlRunSettings:
 
 @dataclass
 class VerlExport:
+    """What ``cello1 export verl`` wrote: the folder, the Parquet file and row count per split,
+    the reward shim and the run script.
+    """
+
     out_dir: Path
     files: dict[str, Path]
     counts: dict[str, int]
@@ -84,6 +89,9 @@ class VerlExport:
 
 
 def verl_rows(puzzles: Sequence[Puzzle], split: str, prompt_mode: str = "system") -> list[dict[str, Any]]:
+    """One verl row per puzzle: prompt messages, a rule reward holding the gold answer, and extra info
+    (split, index, id, N, provenance). Raises for a puzzle without a gold answer.
+    """
     rows = []
     for index, p in enumerate(puzzles):
         if p.answer is None:
@@ -125,7 +133,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             split_files = sorted(
-                p for p in path.iterdir()
+                p
+                for p in path.iterdir()
                 if p.suffix in {".json", ".jsonl", ".parquet"} and split_name(p, 2) in ("train", "test", "val")
             )
             paths.extend(split_files or [path])
@@ -181,6 +190,7 @@ def export_verl(
 
 
 def write_reward_shim(out: Path) -> Path:
+    """Write ``reward.py``, which re-exports cello1's verl reward function; returns its path."""
     path = out / "reward.py"
     with atomic_path(path) as tmp:
         tmp.write_text(REWARD_SHIM, encoding="utf-8")
@@ -234,15 +244,16 @@ def verl_overrides(files: dict[str, Path], reward_path: Path, run: VerlRunSettin
 
 
 def write_run_script(out: Path, files: dict[str, Path], reward_path: Path, run: VerlRunSettings) -> Path:
+    """Write the executable ``run_verl_grpo.sh`` that launches the paper's GRPO run; returns its path."""
     lines = verl_overrides(files, reward_path, run)
     body = " \\\n    ".join(shlex.quote(x) for x in lines)
     script = (
         "#!/usr/bin/env bash\n"
-        "# The paper's GRPO run (spec §7) with verl, written by `cello1 export verl`.\n"
+        "# The paper's GRPO run (docs/format.md §7) with verl, written by `cello1 export verl`.\n"
         "# Needs: verl + vLLM + cello1 installed in one environment, 8 GPUs.\n"
         "# Extra Hydra overrides on the command line win, e.g. actor_rollout_ref.model.path=/my/sft/merged\n"
         "set -euo pipefail\n"
-        f"python3 -m verl.trainer.main_ppo \\\n    {body} \\\n    \"$@\"\n"
+        f'python3 -m verl.trainer.main_ppo \\\n    {body} \\\n    "$@"\n'
     )
     path = out / "run_verl_grpo.sh"
     with atomic_path(path) as tmp:
