@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -86,6 +87,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
+
+    Refuses a file, or a non-empty folder unless ``overwrite``; on any error nothing is
+    left behind and an existing ``path`` is untouched.
+    """
+    out = Path(path)
+    check_output_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a file, or a non-empty folder unless ``overwrite`` (call before long work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; choose another {{out}}", params=["out"])
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(
+            f"{out}: folder exists and is not empty; pass {{overwrite}} or choose another {{out}}",
+            params=["overwrite", "out"],
+        )
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` onto ``out``; an existing ``out`` is moved aside first and removed after."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:

@@ -12,6 +12,7 @@ import typer
 
 from cello1.cli import (
     annotate_cmd,
+    audit_cmd,
     build_cmd,
     demo_cmd,
     distill_cmd,
@@ -42,6 +43,7 @@ app.command("solve")(solve_cmd.solve)
 app.command("eval")(eval_cmd.eval_)
 app.command("distill")(distill_cmd.distill)
 app.command("annotate")(annotate_cmd.annotate)
+app.command("audit")(audit_cmd.audit)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(train_cmd.app, name="train")
 app.add_typer(export_cmd.app, name="export")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -106,3 +107,33 @@ def config_option(config: type, name: str, *flags: str, **kwargs: Any) -> Any:
     f = next(f for f in dataclasses.fields(config) if f.name == name)
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     return typer.Option(default, *flags, help=f.metadata.get("help"), **kwargs)
+
+
+def was_set(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option ``name`` (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in {"DEFAULT", "DEFAULT_MAP"}
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command as typed, rebuilt from the arguments and the options the user set."""
+    names = []
+    node = ctx
+    while node.parent is not None:
+        names.append(node.info_name)
+        node = node.parent
+    words = ["cello1", *reversed(names)]
+    for param in ctx.command.params:
+        if not was_set(ctx, param.name):
+            continue
+        value = ctx.params[param.name]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        elif getattr(param, "is_flag", False):
+            if param.secondary_opts and not value:
+                words.append(max(param.secondary_opts, key=len))
+            elif value:
+                words.append(max(param.opts, key=len))
+        else:
+            words += [max(param.opts, key=len), str(value)]
+    return shlex.join(words)

@@ -4,7 +4,6 @@ and :func:`cello1.data.write_build`.
 
 from __future__ import annotations
 
-import shlex
 import time
 import warnings
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import typer
 
-from cello1.cli._common import cli_errors, config_option
+from cello1.cli._common import cli_errors, command_line, config_option, was_set
 from cello1.data.config import BuildConfig
 
 _KEYS = "Column names (CELLxGENE schema defaults)"
@@ -66,7 +65,7 @@ def build(
 ) -> None:
     """Build CellPuzzles (train/test) from annotated AnnData files, leakage-free by default."""
     from cello1.data import build_puzzles, write_build
-    from cello1.data.card import check_output_dir
+    from cello1.io import check_output_dir
 
     started = time.perf_counter()
     config = BuildConfig(
@@ -89,7 +88,7 @@ def build(
         backed=backed,
         chunk_size=chunk_size,
         topk_engine=topk_engine,
-        require_donor=_was_set(ctx, "donor_key"),
+        require_donor=was_set(ctx, "donor_key"),
         progress=progress,
     )
     if label_key is not None:
@@ -105,33 +104,8 @@ def build(
         result = build_puzzles(list(inputs) if inputs else None, config)
     for note in result.warnings:
         typer.echo(f"warning: {note}", err=True)
-    write_build(result, out, command=_command_line(ctx), overwrite=overwrite)
+    write_build(result, out, command=command_line(ctx), overwrite=overwrite)
     _print_summary(result, out, time.perf_counter() - started)
-
-
-def _was_set(ctx: typer.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in {"DEFAULT", "DEFAULT_MAP"}
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The command as typed, rebuilt from the options the user actually set."""
-    words = ["cello1", "build"]
-    params: dict[str, Any] = ctx.params
-    words += [str(p) for p in params.get("inputs") or []]
-    for param in ctx.command.params:
-        if param.name == "inputs" or not _was_set(ctx, param.name):
-            continue
-        value = params[param.name]
-        flag = max(param.opts, key=len)
-        if getattr(param, "is_flag", False):
-            if param.secondary_opts and not value:
-                words.append(max(param.secondary_opts, key=len))
-            elif value:
-                words.append(flag)
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
 
 
 def _print_summary(result: Any, out: Path, seconds: float) -> None:

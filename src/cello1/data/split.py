@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from cello1.data.audit import audit
+
 
 def partition_cells(
     groups: Sequence[np.ndarray],
@@ -77,10 +79,9 @@ def leakage_report(train: Sequence[Any], test: Sequence[Any], split: str) -> dic
     and test donors also present in train.
     """
     train_cells = {(p.source, c) for p in train for c in (p.cell_ids or [])}
-    train_lists = {tuple(genes) for p in train for genes in p.cells}
     train_donors = {p.donor for p in train if p.donor is not None}
     by_id = sum(any((p.source, c) in train_cells for c in (p.cell_ids or [])) for p in test)
-    by_list = sum(any(tuple(genes) in train_lists for genes in p.cells) for p in test)
+    by_list = audit(train, test).leaked_puzzles  # the same code as `cello1 audit`
     test_cells = [(p.source, c) for p in test for c in (p.cell_ids or [])]
     test_donors = {p.donor for p in test if p.donor is not None}
     n_test = len(test)
