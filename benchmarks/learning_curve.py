@@ -78,7 +78,7 @@ def evaluate_folder(model_dir: Path, test, args, tag: str, out: Path) -> dict:
         model,
         tokenizer,
         test,
-        args.prompt_mode,
+        args.prompt_layout,
         args.max_new_tokens,
         args.eval_batch_size,
         model_name=tag,
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=24)
     parser.add_argument("--teacher", default="template", help="template | any solver name (markers, reference…)")
     parser.add_argument("--genes-in-trace", type=int, default=2)
-    parser.add_argument("--prompt-mode", default="system")
+    parser.add_argument("--prompt-layout", default="sft")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--eval-batch-size", type=int, default=8)
     parser.add_argument("--lora-r", type=int, default=16)
@@ -169,7 +169,7 @@ def main() -> None:
         model=str(base_dir),
         train_file=str(sft_path),
         output_dir=str(out / "sft"),
-        prompt_mode=args.prompt_mode,
+        prompt_layout=args.prompt_layout,
         learning_rate=args.sft_lr,
         num_train_epochs=args.sft_epochs,
         per_device_train_batch_size=args.sft_batch,
@@ -193,7 +193,7 @@ def main() -> None:
                 model=str(sft_model),
                 train_file=str(out / "train.jsonl"),
                 output_dir=str(out / "grpo"),
-                prompt_mode=args.prompt_mode,
+                prompt_layout=args.prompt_layout,
                 learning_rate=args.grpo_lr,
                 max_steps=args.grpo_steps,
                 num_generations=args.num_generations,

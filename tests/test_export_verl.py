@@ -76,9 +76,9 @@ def test_parquet_schema_and_reward_shim(split_files, tmp_path):
     assert "cello1.scoring.verl" in manifest and "compute_score" in manifest
 
 
-def test_cli_folder_input_and_user_prompt_mode(split_files, tmp_path):
+def test_cli_folder_input_and_user_prompt_layout(split_files, tmp_path):
     result = CliRunner().invoke(
-        app, ["export", "verl", str(split_files), "-o", str(tmp_path / "v"), "--prompt-mode", "user"]
+        app, ["export", "verl", str(split_files), "-o", str(tmp_path / "v"), "--prompt-layout", "test"]
     )
     assert result.exit_code == 0, result.output
     assert "train: 5 rows" in result.output and "test: 3 rows" in result.output

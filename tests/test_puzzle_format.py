@@ -69,9 +69,9 @@ def test_rl_layout_user_turn_is_accepted(official_records):
 
 def test_messages_modes(official_records):
     p = parse_record(official_records[0])
-    sys_mode = p.messages("system")
+    sys_mode = p.messages("sft")
     assert [m["role"] for m in sys_mode] == ["system", "user"]
-    user_mode = p.messages("user")
+    user_mode = p.messages("test")
     assert user_mode == [{"role": "user", "content": p.user_msg + "\n" + SYSTEM_MSG}]
     with pytest.raises(ValueError):
         p.messages("both")

@@ -95,7 +95,7 @@ def test_hf_cli_end_to_end_with_tiny_model(tiny_model_dir, small_puzzles, tmp_pa
     write_puzzles(path, small_puzzles)
     out = tmp_path / "pred.jsonl"
     args = ["solve", str(path), "-o", str(out), "--solver", "hf", "--model", str(tiny_model_dir),
-            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-mode", "user",
+            "--max-new-tokens", "6", "--batch-size", "2", "--no-progress", "--prompt-layout", "test",
             "--threads", "1"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -116,14 +116,14 @@ def test_left_padded_batch_matches_one_at_a_time(tiny_solver, small_puzzles):
     assert len(lengths) > 1  # prompts of different lengths really were padded
 
 
-def test_prompt_modes_use_the_chat_template(tiny_solver, small_puzzles):
+def test_prompt_layouts_use_the_chat_template(tiny_solver, small_puzzles):
     from cello1.puzzle import SYSTEM_MSG
 
-    tiny_solver.prompt_mode = "system"
+    tiny_solver.prompt_layout = "sft"
     system = tiny_solver.prompt(small_puzzles[0])
-    tiny_solver.prompt_mode = "user"
+    tiny_solver.prompt_layout = "test"
     user = tiny_solver.prompt(small_puzzles[0])
-    tiny_solver.prompt_mode = "system"
+    tiny_solver.prompt_layout = "sft"
     assert system.startswith("<|im_start|>system\n" + SYSTEM_MSG)
     # user mode: one user turn, puzzle then instructions (SmolLM2's template adds its own default system turn)
     assert "<|im_start|>user\n" + small_puzzles[0].user_msg + "\n" + SYSTEM_MSG + "<|im_end|>" in user

@@ -118,10 +118,10 @@ def test_fatal_status_stops_the_run(puzzles):
         solve(puzzles[:1], OpenAISolver(model="m", base_url=server.url, concurrency=1), progress=False)
 
 
-def test_reasoning_params_samples_and_user_prompt_mode(puzzles):
+def test_reasoning_params_samples_and_user_prompt_layout(puzzles):
     with ChatServer() as server:
         solver = OpenAISolver(
-            model="o-mini", base_url=server.url, reasoning_effort="low", max_new_tokens=500, n=2, prompt_mode="user"
+            model="o-mini", base_url=server.url, reasoning_effort="low", max_new_tokens=500, n=2, prompt_layout="test"
         )
         recs = solve(puzzles[:1], solver, progress=False)
     body = server.bodies[0]

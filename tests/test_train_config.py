@@ -43,9 +43,9 @@ def test_yaml_file_then_overrides(tmp_path):
 
 def test_toml_file(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('num_generations = 4\nprompt_mode = "user"\nlearning_rate = 3e-6\n')
+    path.write_text('num_generations = 4\nprompt_layout = "test"\nlearning_rate = 3e-6\n')
     cfg = load_config("grpo", path)
-    assert (cfg.num_generations, cfg.prompt_mode, cfg.learning_rate) == (4, "user", 3e-6)
+    assert (cfg.num_generations, cfg.prompt_layout, cfg.learning_rate) == (4, "test", 3e-6)
 
 
 def test_unknown_key_names_valid_keys(tmp_path):

@@ -35,7 +35,7 @@ def tiny_config(tmp_path, **overrides) -> SFTStageConfig:
 
 def test_sft_records_are_prompt_completion():
     puzzle = make_puzzles(1)[0]
-    (rec,) = sft_records([puzzle], "user")
+    (rec,) = sft_records([puzzle], "test")
     assert [m["role"] for m in rec["prompt"]] == ["user"]
     assert rec["completion"] == [{"role": "assistant", "content": puzzle.assistant_msg}]
     assert rec["completion"][0]["content"].startswith("<think>") and rec["completion"][0]["content"].endswith(

@@ -16,8 +16,12 @@ This module is pure Python (no numpy, no torch) so scoring and data code can sha
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import warnings
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from cello1.errors import InputError, RecordFormatError
@@ -37,7 +41,28 @@ SYSTEM_MSG = (
 )
 
 MATCH_LINE = "Match the cells above to one of the following cell types:"
-PromptMode = Literal["system", "user"]
+# Instructions of the released RL data (one user turn: the puzzle, a space, this text). It
+# differs from SYSTEM_MSG by one sentence; the "\\n" in it is a backslash and an "n".
+RL_INSTRUCTION = (
+    "You are an expert assistant specialized in cell type annotation. You will be given a "
+    "batch of N cells from the same donor, where each cell represents a unique cell type. "
+    "For each cell, the top expressed genes are provided in descending order of expression. "
+    "Using both the gene expression data and donor information, determine the correct cell "
+    "type for each cell. You will also receive a list of N candidate cell types, and each "
+    "candidate must be assigned to exactly one cell. Ensure that you consider all cells and "
+    "candidate types together, rather than annotating each cell individually. You must output "
+    'exactly "<think>...</think>\\n<answer>...</answer>." Include your detailed reasoning '
+    "within <think> and </think> tags, and provide your final answer within <answer> and "
+    "</answer> tags. The final answer should be a single string listing the assigned cell "
+    "types in order, separated by ' | '."
+)
+
+PromptLayout = Literal["sft", "rl", "test"]
+PROMPT_LAYOUTS: tuple[str, ...] = ("sft", "rl", "test")
+# written into the folders of models cello1 trains, so later stages can check the layout
+LAYOUT_MARKER = "cello1_prompt_layout.json"
+# The one layout every stage uses unless told otherwise (docs/format.md §4).
+DEFAULT_PROMPT_LAYOUT: PromptLayout = "sft"
 
 # Provenance fields written next to the official record fields (and read back).
 PROVENANCE_FIELDS = ("source", "donor", "tissue", "disease", "cell_ids", "n")
@@ -98,18 +123,21 @@ class Puzzle:
             return render_completion(self.reasoning, self.answer)
         return self.answer_str
 
-    def messages(self, prompt_mode: PromptMode = "system") -> list[dict[str, str]]:
-        """Chat messages for a model.
+    def messages(self, prompt_layout: PromptLayout = DEFAULT_PROMPT_LAYOUT) -> list[dict[str, str]]:
+        """Chat messages for a model, in one of the released code's three layouts.
 
-        ``system``: instructions as the system message (the SFT data's way).
-        ``user``: one user turn, the puzzle then a newline then the instructions (the
-        original RL data and test script's way).
+        ``sft``: the instructions as the system message, the puzzle as the user message
+        (the SFT data). ``rl``: one user turn, the puzzle, a space, then the RL data's
+        instructions (:data:`RL_INSTRUCTION`; no system message, so a chat template may add
+        its default one). ``test``: one user turn, the puzzle, a newline, then
+        :data:`SYSTEM_MSG` (the released test script).
         """
-        if prompt_mode == "system":
+        check_prompt_layout(prompt_layout)
+        if prompt_layout == "sft":
             return [{"role": "system", "content": SYSTEM_MSG}, {"role": "user", "content": self.user_msg}]
-        if prompt_mode == "user":
-            return [{"role": "user", "content": self.user_msg + "\n" + SYSTEM_MSG}]
-        raise InputError(f"{{prompt_mode}} must be 'system' or 'user', not {prompt_mode!r}", params=["prompt_mode"])
+        if prompt_layout == "rl":
+            return [{"role": "user", "content": f"{self.user_msg} {RL_INSTRUCTION}"}]
+        return [{"role": "user", "content": self.user_msg + "\n" + SYSTEM_MSG}]
 
     def to_record(self, provenance: bool = True) -> dict[str, Any]:
         """The official record (``system_msg``, ``user_msg``, ``assistant_msg``) plus ``id``
@@ -131,6 +159,48 @@ class Puzzle:
 
 
 # ---- rendering helpers -------------------------------------------------------------------
+
+
+def check_prompt_layout(prompt_layout: str) -> str:
+    """``prompt_layout`` itself if it is one of :data:`PROMPT_LAYOUTS`; raises otherwise."""
+    if prompt_layout not in PROMPT_LAYOUTS:
+        raise InputError(
+            f"{{prompt_layout}} must be one of {', '.join(PROMPT_LAYOUTS)}, not {prompt_layout!r}",
+            params=["prompt_layout"],
+        )
+    return prompt_layout
+
+
+def mark_prompt_layout(model_dir: str | os.PathLike, prompt_layout: str) -> Path:
+    """Record in a trained model's folder the prompt layout it was trained with."""
+    path = Path(model_dir) / LAYOUT_MARKER
+    path.write_text(json.dumps({"prompt_layout": check_prompt_layout(prompt_layout)}) + "\n", encoding="utf-8")
+    return path
+
+
+def trained_prompt_layout(model: object) -> str | None:
+    """The layout a cello1-trained model folder (or its ``.gguf`` file's folder) records, if any."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    path = Path(model)
+    folder = path.parent if path.suffix.lower() == ".gguf" else path
+    marker = folder / LAYOUT_MARKER
+    try:
+        return json.loads(marker.read_text(encoding="utf-8")).get("prompt_layout")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def warn_on_layout_mismatch(model: object, prompt_layout: str) -> None:
+    """Warn when ``model`` was trained with another prompt layout than the one in use."""
+    trained = trained_prompt_layout(model)
+    if trained is not None and trained != prompt_layout:
+        warnings.warn(
+            f"{model} was trained with prompt layout {trained!r} but is used with {prompt_layout!r}; "
+            f"results will suffer — pass the layout {trained!r}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def render_user_msg(context: str, cells: list[list[str]], candidates: list[str]) -> str:

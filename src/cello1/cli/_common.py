@@ -33,6 +33,18 @@ BUG_EXIT = 1
 USER_EXIT = 2
 
 
+PROMPT_LAYOUT_HELP = (
+    "Prompt layout of the released Cell-o1 code: sft (instructions as the system message; the default, "
+    "used by every stage), rl (instructions appended to the user turn, no system message), test (user "
+    "message, newline, instructions). Use the layout the model was trained with."
+)
+
+
+def prompt_layout_option(**kwargs: Any) -> Any:
+    """The ``--prompt-layout`` option every LLM-facing command shares (unset = the default)."""
+    return typer.Option(None, "--prompt-layout", help=PROMPT_LAYOUT_HELP, **kwargs)
+
+
 def debug_enabled() -> bool:
     """Whether tracebacks should be shown (``cello1 --debug`` or ``CELLO1_DEBUG=1``)."""
     ctx = get_current_context(silent=True)

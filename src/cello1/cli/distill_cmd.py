@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cello1.cli._common import cli_errors, given_options
+from cello1.cli._common import cli_errors, given_options, prompt_layout_option
 
 
 @cli_errors
@@ -22,7 +22,7 @@ def distill(
     ),
     k: int = typer.Option(1, "--k", help="Traces asked per puzzle (sampling teachers; deterministic ones need 1)."),
     model: str | None = typer.Option(None, help="Teacher model (LLM solvers)."),
-    prompt_mode: str | None = typer.Option(None, help="Teacher prompt mode: system | user."),
+    prompt_layout: str | None = prompt_layout_option(),
     temperature: float | None = typer.Option(None, help="Teacher sampling temperature (LLM solvers)."),
     max_new_tokens: int | None = typer.Option(None, help="Teacher generation budget (LLM solvers)."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint (openai solver)."),
@@ -37,7 +37,7 @@ def distill(
 
     options = given_options(
         model=model,
-        prompt_mode=prompt_mode,
+        prompt_layout=prompt_layout,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         base_url=base_url,

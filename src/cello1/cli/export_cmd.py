@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cello1.cli._common import cli_errors, config_option
+from cello1.cli._common import cli_errors, config_option, prompt_layout_option
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT
 from cello1.training.verl import VerlRunSettings
 
 app = typer.Typer(help="Export puzzles to other frameworks.", no_args_is_help=True)
@@ -17,7 +18,7 @@ app = typer.Typer(help="Export puzzles to other frameworks.", no_args_is_help=Tr
 def verl(
     puzzles: list[Path] = typer.Argument(..., help="Puzzle files (train/test by name) or a folder holding them."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-    prompt_mode: str = typer.Option("system", "--prompt-mode", help="system | user — the same as at inference."),
+    prompt_layout: str | None = prompt_layout_option(),
     model: str = config_option(VerlRunSettings, "model", "--model"),
     n_gpus_per_node: int = config_option(VerlRunSettings, "n_gpus_per_node", "--n-gpus"),
     nnodes: int = config_option(VerlRunSettings, "nnodes", "--nnodes"),
@@ -28,7 +29,10 @@ def verl(
     from cello1.training.verl import export_verl
 
     result = export_verl(
-        puzzles, out, prompt_mode, VerlRunSettings(model=model, n_gpus_per_node=n_gpus_per_node, nnodes=nnodes)
+        puzzles,
+        out,
+        prompt_layout or DEFAULT_PROMPT_LAYOUT,
+        VerlRunSettings(model=model, n_gpus_per_node=n_gpus_per_node, nnodes=nnodes),
     )
     for split, path in result.files.items():
         typer.echo(f"{split}: {result.counts[split]} rows -> {path}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from cello1.cli._common import cli_errors, given_options
+from cello1.cli._common import cli_errors, given_options, prompt_layout_option
 
 _LLM = "LLM solvers"
 _API = "openai solver"
@@ -26,11 +26,7 @@ def solve(
     model: str | None = typer.Option(
         None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM
     ),
-    prompt_mode: str | None = typer.Option(
-        None,
-        help="system: instructions as system message (SFT); user: appended to the user turn (RL/test).",
-        rich_help_panel=_LLM,
-    ),
+    prompt_layout: str | None = prompt_layout_option(rich_help_panel=_LLM),
     n: int | None = typer.Option(None, "--n", help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
     max_new_tokens: int | None = typer.Option(None, help="Generation budget per sample.", rich_help_panel=_LLM),
     temperature: float | None = typer.Option(None, help="0 = greedy (default for --n 1).", rich_help_panel=_LLM),
@@ -78,7 +74,7 @@ def solve(
     # only what the user set reaches the solver (constructors reject what they don't support)
     options = given_options(
         model=model,
-        prompt_mode=prompt_mode,
+        prompt_layout=prompt_layout,
         n=n,
         max_new_tokens=max_new_tokens,
         temperature=temperature,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, prompt_layout_option
 
 if TYPE_CHECKING:
     from cello1.training.config import StageConfig
@@ -30,9 +30,7 @@ _MODEL = typer.Option(None, "--model", "-m", help="Base model: hub id, local fol
 _TRAIN = typer.Option(None, "--train", help="Training puzzles (any file `cello1 build`/official data provides).")
 _EVAL = typer.Option(None, "--eval", help="Held-out puzzles for periodic evaluation (cello1 eval metrics).")
 _OUT = typer.Option(None, "-o", "--output-dir", help="Run folder (checkpoints, logs, final model, resolved config).")
-_MODE = typer.Option(
-    None, "--prompt-mode", help="system | user — use the same at inference (cello1 solve --prompt-mode)."
-)
+_MODE = prompt_layout_option()
 _STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (overrides epochs).")
 _LR = typer.Option(None, "--lr", help="Learning rate.")
 _SET = typer.Option(None, "--set", help="Override any setting: --set key=value (repeatable), e.g. --set lora_r=64.")
@@ -49,13 +47,13 @@ def build_config(stage: str, config: Path | None, options: dict[str, Any], overr
     return load_config(stage, config, values)
 
 
-def _options(model, train, eval_file, output_dir, prompt_mode, max_steps, lr, resume) -> dict[str, Any]:
+def _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume) -> dict[str, Any]:
     return {
         "model": model,
         "train_file": None if train is None else str(train),
         "eval_file": None if eval_file is None else str(eval_file),
         "output_dir": None if output_dir is None else str(output_dir),
-        "prompt_mode": prompt_mode,
+        "prompt_layout": prompt_layout,
         "max_steps": max_steps,
         "learning_rate": lr,
         "resume_from_checkpoint": None if resume is None else ("auto" if resume else False),
@@ -80,7 +78,7 @@ def sft(
     train: Path | None = _TRAIN,
     eval_file: Path | None = _EVAL,
     output_dir: Path | None = _OUT,
-    prompt_mode: str | None = _MODE,
+    prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,
     lr: float | None = _LR,
     use_dora: bool | None = typer.Option(None, "--dora/--lora", help="DoRA instead of LoRA [default: LoRA]."),
@@ -93,7 +91,7 @@ def sft(
     """Cold-start SFT with LoRA/DoRA on reasoning traces (paper defaults), adapter merged at the end."""
     from cello1.training.sft import train_sft
 
-    options = _options(model, train, eval_file, output_dir, prompt_mode, max_steps, lr, resume)
+    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
     options.update(use_dora=use_dora, merge=merge)
     _report("sft", train_sft(build_config("sft", config, options, set_)))
 
@@ -106,7 +104,7 @@ def grpo(
     train: Path | None = _TRAIN,
     eval_file: Path | None = _EVAL,
     output_dir: Path | None = _OUT,
-    prompt_mode: str | None = _MODE,
+    prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,
     lr: float | None = _LR,
     num_generations: int | None = typer.Option(None, "--num-generations", help="Rollouts per prompt [default: 5]."),
@@ -117,6 +115,6 @@ def grpo(
     """GRPO with the batch-level reward (paper defaults); logs reward, accuracy, format rate."""
     from cello1.training.grpo import train_grpo
 
-    options = _options(model, train, eval_file, output_dir, prompt_mode, max_steps, lr, resume)
+    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
     options.update(num_generations=num_generations, use_vllm=use_vllm)
     _report("grpo", train_grpo(build_config("grpo", config, options, set_)))

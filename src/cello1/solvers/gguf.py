@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.solvers.hf import DEFAULT_MAX_NEW_TOKENS
-from cello1.solvers.llm_common import check_prompt_mode, import_extra, reject_unsupported, resolve_temperature
+from cello1.solvers.llm_common import import_extra, reject_unsupported, resolve_prompt_layout, resolve_temperature
 
 
 class GGUFSolver(Solver):
@@ -29,7 +29,7 @@ class GGUFSolver(Solver):
         self,
         model: str | None = None,
         *,
-        prompt_mode: str = "system",
+        prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
         n: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float | None = None,
@@ -49,7 +49,7 @@ class GGUFSolver(Solver):
         llama_cpp = import_extra("gguf")
         if not model or not Path(model).is_file():
             raise InputError(f"the 'gguf' solver needs {{model}}=PATH.gguf (got {model!r})", params=["model"])
-        self.model, self.prompt_mode = model, check_prompt_mode(prompt_mode)
+        self.model, self.prompt_layout = model, resolve_prompt_layout(prompt_layout, model)
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
         self.temperature = resolve_temperature(temperature, self.n)
         self.top_p = 1.0 if top_p is None else top_p
@@ -62,7 +62,7 @@ class GGUFSolver(Solver):
         """One chat completion; sample ``s`` uses seed ``seed + s``."""
         start = time.perf_counter()
         response = self.llm.create_chat_completion(
-            messages=puzzle.messages(self.prompt_mode),
+            messages=puzzle.messages(self.prompt_layout),
             max_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,

@@ -17,9 +17,9 @@ from typing import Any
 
 from cello1.errors import InputError
 from cello1.grammar import ANSWER_CLOSE, ANSWER_SEP, extract_answer, render_completion, split_labels, think_text
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle
 from cello1.solvers.base import Ability, Completion, Solver
-from cello1.solvers.llm_common import check_prompt_mode, reject_unsupported, resolve_temperature
+from cello1.solvers.llm_common import reject_unsupported, resolve_prompt_layout, resolve_temperature
 
 DEFAULT_MAX_NEW_TOKENS = 2048  # the paper's test script used 3,500 (GPU); CPU users want less
 PLAIN_TEMPLATE = (
@@ -88,7 +88,7 @@ class HFSolver(Solver):
         model: Any = None,
         *,
         tokenizer: Any = None,
-        prompt_mode: str = "system",
+        prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
         n: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float | None = None,
@@ -114,7 +114,7 @@ class HFSolver(Solver):
             if threads < 1:
                 raise InputError(f"{{threads}} must be at least 1, not {threads}", params=["threads"])
             torch.set_num_threads(int(threads))  # CPU: fewer threads can be faster on a busy machine
-        self.prompt_mode = check_prompt_mode(prompt_mode)
+        self.prompt_layout = resolve_prompt_layout(prompt_layout, model)
         self.n = int(n)
         self.temperature = resolve_temperature(temperature, self.n)
         self.top_p = top_p
@@ -183,7 +183,7 @@ class HFSolver(Solver):
     def prompt(self, puzzle: Puzzle) -> str:
         """The puzzle's chat-formatted prompt text, with the generation prompt appended."""
         return self.tokenizer.apply_chat_template(
-            puzzle.messages(self.prompt_mode), tokenize=False, add_generation_prompt=True
+            puzzle.messages(self.prompt_layout), tokenize=False, add_generation_prompt=True
         )
 
     def generation_config(self) -> Any:
@@ -297,7 +297,7 @@ class HFSolver(Solver):
         """The base settings plus the generation settings."""
         return {
             **super().settings(),
-            "prompt_mode": self.prompt_mode,
+            "prompt_layout": self.prompt_layout,
             "n": self.n,
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from cello1.errors import InputError
+from cello1.puzzle import check_prompt_layout, warn_on_layout_mismatch
 
 # --solver name -> the pip extra that provides its engine
 EXTRAS = {"vllm": ("vllm", "vLLM"), "gguf": ("llama_cpp", "llama-cpp-python")}
@@ -48,8 +49,7 @@ def resolve_temperature(temperature: float | None, n: int) -> float:
     return float(temperature)
 
 
-def check_prompt_mode(prompt_mode: str) -> str:
-    """``prompt_mode`` itself if it is ``system`` or ``user``; raises otherwise."""
-    if prompt_mode not in ("system", "user"):
-        raise InputError(f"{{prompt_mode}} must be 'system' or 'user', not {prompt_mode!r}", params=["prompt_mode"])
-    return prompt_mode
+def resolve_prompt_layout(prompt_layout: str, model: object) -> str:
+    """The checked layout; warns when ``model`` records that it was trained with another."""
+    warn_on_layout_mismatch(model, check_prompt_layout(prompt_layout))
+    return prompt_layout

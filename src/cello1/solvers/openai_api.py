@@ -21,9 +21,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.solvers.base import Ability, Completion, Solver
-from cello1.solvers.llm_common import check_prompt_mode, reject_unsupported, resolve_temperature
+from cello1.solvers.llm_common import reject_unsupported, resolve_temperature
 
 OPENAI_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -60,7 +60,7 @@ class OpenAISolver(Solver):
         *,
         base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
-        prompt_mode: str = "system",
+        prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
         n: int = 1,
         max_new_tokens: int | None = None,
         temperature: float | None = None,
@@ -87,7 +87,7 @@ class OpenAISolver(Solver):
                 f"no API key: set the environment variable {api_key_env} (or pass {{api_key_env}}=NAME)",
                 params=["api_key_env"],
             )
-        self.prompt_mode = check_prompt_mode(prompt_mode)
+        self.prompt_layout = check_prompt_layout(prompt_layout)
         self.n = int(n)
         resolve_temperature(temperature, self.n)  # validates the combination
         self.temperature, self.top_p = temperature, top_p
@@ -125,12 +125,12 @@ class OpenAISolver(Solver):
 
     def settings(self) -> dict[str, Any]:
         """The base settings plus the endpoint, prompt mode and samples."""
-        return {**super().settings(), "base_url": self.base_url, "prompt_mode": self.prompt_mode, "n": self.n}
+        return {**super().settings(), "base_url": self.base_url, "prompt_layout": self.prompt_layout, "n": self.n}
 
     # ---- one puzzle ----------------------------------------------------------------------
     def request_body(self, puzzle: Puzzle) -> dict[str, Any]:
         """The JSON body of the chat-completions request for ``puzzle``."""
-        body: dict[str, Any] = {"model": self.model, "messages": puzzle.messages(self.prompt_mode)}
+        body: dict[str, Any] = {"model": self.model, "messages": puzzle.messages(self.prompt_layout)}
         if self.n > 1:
             body["n"] = self.n
         if self.max_new_tokens is not None:

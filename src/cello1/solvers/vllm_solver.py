@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle
 from cello1.solvers.base import Completion, Solver
 from cello1.solvers.hf import DEFAULT_MAX_NEW_TOKENS
-from cello1.solvers.llm_common import check_prompt_mode, import_extra, reject_unsupported, resolve_temperature
+from cello1.solvers.llm_common import import_extra, reject_unsupported, resolve_prompt_layout, resolve_temperature
 
 
 class VLLMSolver(Solver):
@@ -23,7 +23,7 @@ class VLLMSolver(Solver):
         self,
         model: str | None = None,
         *,
-        prompt_mode: str = "system",
+        prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
         n: int = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float | None = None,
@@ -45,7 +45,7 @@ class VLLMSolver(Solver):
         vllm = import_extra("vllm")  # before any other work: a clear message if missing
         if not model:
             raise InputError("the 'vllm' solver needs {model} (a hub id or a local folder)", params=["model"])
-        self.model, self.prompt_mode = model, check_prompt_mode(prompt_mode)
+        self.model, self.prompt_layout = model, resolve_prompt_layout(prompt_layout, model)
         self.n, self.batch_size = int(n), int(batch_size)
         temperature = resolve_temperature(temperature, self.n)
         self.sampling = vllm.SamplingParams(
@@ -69,7 +69,7 @@ class VLLMSolver(Solver):
 
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
         """``n`` completions per puzzle from one ``LLM.chat`` call, with token counts."""
-        conversations = [p.messages(self.prompt_mode) for p in puzzles]
+        conversations = [p.messages(self.prompt_layout) for p in puzzles]
         outputs = self.llm.chat(conversations, self.sampling, use_tqdm=False)
         results = []
         for output in outputs:

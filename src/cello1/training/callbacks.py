@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cello1.prediction import Prediction
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -59,7 +59,7 @@ def evaluate_model(
     model,
     tokenizer,
     puzzles: Sequence[Puzzle],
-    prompt_mode: str = "system",
+    prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
     max_new_tokens: int = 1024,
     batch_size: int = 8,
     model_name: str = "model",
@@ -77,7 +77,11 @@ def evaluate_model(
     model.eval()
     try:
         solver = HFSolver(
-            model, tokenizer=tokenizer, prompt_mode=prompt_mode, max_new_tokens=max_new_tokens, batch_size=batch_size
+            model,
+            tokenizer=tokenizer,
+            prompt_layout=prompt_layout,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
         )
         solver.model = model_name
         predictions = solve(list(puzzles), solver, progress=progress)
@@ -104,7 +108,7 @@ def make_heldout_callback(
     tokenizer,
     puzzles: Sequence[Puzzle],
     output_dir: str | Path,
-    prompt_mode: str,
+    prompt_layout: str,
     eval_steps: int,
     max_new_tokens: int,
     batch_size: int,
@@ -123,7 +127,7 @@ def make_heldout_callback(
             self._last_step = state.global_step
             start = time.perf_counter()
             metrics, records = evaluate_model(
-                model, tokenizer, puzzles, prompt_mode, max_new_tokens, batch_size, model_name=str(output_dir)
+                model, tokenizer, puzzles, prompt_layout, max_new_tokens, batch_size, model_name=str(output_dir)
             )
             logged = _scalars(metrics, "heldout/")
             logged["heldout/seconds"] = time.perf_counter() - start
@@ -197,7 +201,7 @@ def stage_callbacks(
     heldout = None
     if eval_puzzles:
         heldout = make_heldout_callback(
-            tokenizer, eval_puzzles, output_dir, config.prompt_mode, config.eval_steps,
+            tokenizer, eval_puzzles, output_dir, config.prompt_layout, config.eval_steps,
             config.eval_max_new_tokens, config.eval_batch_size,
         )  # fmt: skip
         callbacks.append(heldout)

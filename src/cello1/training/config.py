@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from cello1.errors import InputError
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, check_prompt_layout
 from cello1.training import recipe
 
 
@@ -40,9 +41,9 @@ class StageConfig:
     eval_file: str | None = None
     """Held-out puzzles for periodic evaluation (same metrics as ``cello1 eval``)."""
     output_dir: str = "runs/stage"
-    prompt_mode: str = "system"
-    """``system`` (instructions as system message) or ``user`` (one user turn) — use the
-    same mode at inference (``cello1 solve --prompt-mode``)."""
+    prompt_layout: str = DEFAULT_PROMPT_LAYOUT
+    """``sft`` | ``rl`` | ``test``: the released code's three prompt layouts (see
+    :meth:`cello1.Puzzle.messages`); use the same at inference (``cello1 solve --prompt-layout``)."""
     max_train_puzzles: int | None = None
     seed: int = 0
 
@@ -94,8 +95,7 @@ class StageConfig:
 
     def check(self) -> None:
         """Cheap checks that need no model (the trainers add model-dependent ones)."""
-        if self.prompt_mode not in ("system", "user"):
-            raise InputError(f"prompt_mode must be 'system' or 'user', not {self.prompt_mode!r}")
+        check_prompt_layout(self.prompt_layout)
         if not self.train_file:
             raise InputError(
                 f"{self.stage}: no training puzzles; pass {{train}}=FILE or set train_file in the config",

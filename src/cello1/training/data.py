@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cello1.errors import InputError
 from cello1.io import read_puzzles
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -31,7 +31,7 @@ def load_puzzles(source: str | os.PathLike | Sequence[Puzzle], limit: int | None
     return puzzles[:limit] if limit else puzzles
 
 
-def sft_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list[dict]:
+def sft_records(puzzles: Sequence[Puzzle], prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> list[dict]:
     """Prompt-completion records; every puzzle needs a gold answer and a reasoning trace."""
     missing = [p.id for p in puzzles if p.answer is None or p.reasoning is None]
     if missing:
@@ -42,7 +42,7 @@ def sft_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list[
         )
     return [
         {
-            "prompt": p.messages(prompt_mode),
+            "prompt": p.messages(prompt_layout),
             "completion": [{"role": "assistant", "content": p.assistant_msg}],
             "id": p.id,
             "n": p.n,
@@ -51,7 +51,7 @@ def sft_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list[
     ]
 
 
-def grpo_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list[dict]:
+def grpo_records(puzzles: Sequence[Puzzle], prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> list[dict]:
     """Prompt-only records with the gold answer in the ``answer`` column."""
     missing = [p.id for p in puzzles if p.answer is None]
     if missing:
@@ -59,18 +59,18 @@ def grpo_records(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> list
             f"{len(missing)} of {len(puzzles)} puzzles have no gold answer (first: {missing[0]}); "
             "GRPO needs labelled puzzles (assistant_msg = 'A | B | C')"
         )
-    return [{"prompt": p.messages(prompt_mode), "answer": p.answer_str, "id": p.id, "n": p.n} for p in puzzles]
+    return [{"prompt": p.messages(prompt_layout), "answer": p.answer_str, "id": p.id, "n": p.n} for p in puzzles]
 
 
-def sft_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> Dataset:
+def sft_dataset(puzzles: Sequence[Puzzle], prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> Dataset:
     """A ``datasets.Dataset`` of :func:`sft_records`."""
     from datasets import Dataset
 
-    return Dataset.from_list(sft_records(puzzles, prompt_mode))
+    return Dataset.from_list(sft_records(puzzles, prompt_layout))
 
 
-def grpo_dataset(puzzles: Sequence[Puzzle], prompt_mode: str = "system") -> Dataset:
+def grpo_dataset(puzzles: Sequence[Puzzle], prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> Dataset:
     """A ``datasets.Dataset`` of :func:`grpo_records`."""
     from datasets import Dataset
 
-    return Dataset.from_list(grpo_records(puzzles, prompt_mode))
+    return Dataset.from_list(grpo_records(puzzles, prompt_layout))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cello1.errors import InputError
+from cello1.puzzle import mark_prompt_layout, warn_on_layout_mismatch
 from cello1.training.config import GRPOStageConfig, has_gpu, save_config, vllm_available
 from cello1.training.data import grpo_dataset, load_puzzles
 from cello1.training.modeling import (
@@ -102,10 +103,11 @@ def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainR
     config.check()  # cheap setting errors first, before heavy imports and model loading
     from trl import GRPOTrainer
 
+    warn_on_layout_mismatch(config.model, config.prompt_layout)
     tokenizer = load_tokenizer(config.model)
     train_puzzles = load_puzzles(config.train_file, config.max_train_puzzles)
-    dataset = grpo_dataset(train_puzzles, config.prompt_mode)
-    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_mode, config.max_prompt_length, "max_prompt_length")
+    dataset = grpo_dataset(train_puzzles, config.prompt_layout)
+    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_layout, config.max_prompt_length, "max_prompt_length")
     eval_puzzles = load_puzzles(config.eval_file, config.eval_max_puzzles) if config.eval_file else []
     reward = reward_function(config.reward_variant)
 
@@ -133,9 +135,10 @@ def train_grpo(config: GRPOStageConfig, callbacks: list | None = None) -> TrainR
     if config.use_lora:
         trainer.save_model(str(out / "adapter"))
         if trainer.accelerator.is_main_process:
-            save_merged(trainer.model, tokenizer, final)
+            save_merged(trainer.model, tokenizer, final, config.prompt_layout)
     else:
         trainer.save_model(str(final))
         if trainer.accelerator.is_main_process:
             tokenizer.save_pretrained(str(final))
+            mark_prompt_layout(final, config.prompt_layout)
     return TrainResult(out, final, dict(result.metrics), heldout.history if heldout else [])

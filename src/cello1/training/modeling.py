@@ -112,18 +112,20 @@ def precision_settings(bf16: bool | None, use_cpu: bool | None) -> dict[str, boo
     return {"bf16": bool(bf16), "use_cpu": bool(use_cpu)}
 
 
-def prompt_token_lengths(tokenizer, puzzles: Sequence[Puzzle], prompt_mode: str) -> list[int]:
+def prompt_token_lengths(tokenizer, puzzles: Sequence[Puzzle], prompt_layout: str) -> list[int]:
     """Token count of each puzzle's chat-formatted prompt (with the generation prompt)."""
     texts = [
-        tokenizer.apply_chat_template(p.messages(prompt_mode), tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(p.messages(prompt_layout), tokenize=False, add_generation_prompt=True)
         for p in puzzles
     ]
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def check_prompt_lengths(tokenizer, puzzles: Sequence[Puzzle], prompt_mode: str, limit: int, setting: str) -> list[int]:
+def check_prompt_lengths(
+    tokenizer, puzzles: Sequence[Puzzle], prompt_layout: str, limit: int, setting: str
+) -> list[int]:
     """Raise before training if any prompt exceeds ``limit`` tokens."""
-    lengths = prompt_token_lengths(tokenizer, puzzles, prompt_mode)
+    lengths = prompt_token_lengths(tokenizer, puzzles, prompt_layout)
     too_long = [(n, p.id) for n, p in zip(lengths, puzzles, strict=True) if n > limit]
     if too_long:
         longest, pid = max(too_long)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cello1.errors import InputError
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, mark_prompt_layout, warn_on_layout_mismatch
 from cello1.training.config import SFTStageConfig, StageConfig, save_config
 from cello1.training.data import load_puzzles, sft_dataset
 from cello1.training.modeling import (
@@ -118,12 +119,13 @@ def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: lis
     config.check()  # cheap setting errors first, before heavy imports and model loading
     from trl import SFTTrainer
 
+    warn_on_layout_mismatch(config.model, config.prompt_layout)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"model {config.model} has no chat template; use an instruct/chat model")
     train_puzzles = load_puzzles(config.train_file, config.max_train_puzzles)
-    dataset = sft_dataset(train_puzzles, config.prompt_mode)  # errors early on missing traces
-    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_mode, config.max_length, "max_length")
+    dataset = sft_dataset(train_puzzles, config.prompt_layout)  # errors early on missing traces
+    check_prompt_lengths(tokenizer, train_puzzles, config.prompt_layout, config.max_length, "max_length")
     dataset = _drop_overlong(tokenizer, dataset, config.max_length)
     eval_puzzles = load_puzzles(config.eval_file, config.eval_max_puzzles) if config.eval_file else []
 
@@ -152,12 +154,14 @@ def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: lis
         tokenizer.save_pretrained(str(out / "final"))
         if config.merge or not config.use_lora:
             model_dir = Path(config.merged_dir or out / "merged")
-            save_merged(trainer.model, tokenizer, model_dir)
+            save_merged(trainer.model, tokenizer, model_dir, config.prompt_layout)
     return TrainResult(out, model_dir, dict(result.metrics), heldout.history if heldout else [])
 
 
-def save_merged(model, tokenizer, directory: str | Path) -> Path:
-    """Merge a LoRA/DoRA adapter into the base weights and save a standalone folder."""
+def save_merged(model, tokenizer, directory: str | Path, prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> Path:
+    """Merge a LoRA/DoRA adapter into the base weights and save a standalone folder that
+    records the prompt layout it was trained with.
+    """
     from cello1.training.modeling import strip_gguf_tag
 
     directory = Path(directory)
@@ -165,4 +169,5 @@ def save_merged(model, tokenizer, directory: str | Path) -> Path:
     strip_gguf_tag(merged)
     merged.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
+    mark_prompt_layout(directory, prompt_layout)
     return directory

@@ -28,7 +28,7 @@ from typing import Any
 
 from cello1.errors import InputError
 from cello1.io import atomic_path, read_puzzles
-from cello1.puzzle import Puzzle
+from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.training import recipe
 
 DATA_SOURCE = "cellpuzzles"
@@ -88,7 +88,9 @@ class VerlExport:
     script: Path
 
 
-def verl_rows(puzzles: Sequence[Puzzle], split: str, prompt_mode: str = "system") -> list[dict[str, Any]]:
+def verl_rows(
+    puzzles: Sequence[Puzzle], split: str, prompt_layout: str = DEFAULT_PROMPT_LAYOUT
+) -> list[dict[str, Any]]:
     """One verl row per puzzle: prompt messages, a rule reward holding the gold answer, and extra info
     (split, index, id, N, provenance). Raises for a puzzle without a gold answer.
     """
@@ -99,7 +101,7 @@ def verl_rows(puzzles: Sequence[Puzzle], split: str, prompt_mode: str = "system"
         rows.append(
             {
                 "data_source": DATA_SOURCE,
-                "prompt": p.messages(prompt_mode),
+                "prompt": p.messages(prompt_layout),
                 "ability": ABILITY,
                 "reward_model": {"style": "rule", "ground_truth": p.answer_str},
                 "extra_info": {
@@ -146,15 +148,14 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def export_verl(
     inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
-    prompt_mode: str = "system",
+    prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
     run: VerlRunSettings | None = None,
 ) -> VerlExport:
     """Write verl Parquet files, the reward shim and a ready GRPO launch script."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if prompt_mode not in ("system", "user"):
-        raise InputError(f"prompt_mode must be 'system' or 'user', not {prompt_mode!r}")
+    check_prompt_layout(prompt_layout)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not inputs:
         raise InputError("no input puzzles; pass one or more puzzle files")
@@ -167,7 +168,7 @@ def export_verl(
         split = split_name(path, len(paths))
         if split in files:
             raise InputError(f"two inputs map to the split {split!r} ({path}); give each input a distinct name")
-        rows = verl_rows(read_puzzles(path), split, prompt_mode)
+        rows = verl_rows(read_puzzles(path), split, prompt_layout)
         target = out / f"{split}.parquet"
         with atomic_path(target) as tmp:
             pq.write_table(pa.Table.from_pylist(rows), tmp)
@@ -180,7 +181,7 @@ def export_verl(
         "custom_reward_function.path": str(reward_path.resolve()),
         "custom_reward_function.name": REWARD_FUNCTION,
         "data_source": DATA_SOURCE,
-        "prompt_mode": prompt_mode,
+        "prompt_layout": prompt_layout,
         "files": {k: str(v.resolve()) for k, v in files.items()},
         "counts": counts,
     }
