@@ -16,13 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError, RecordFormatError
+from cello1.hub import is_hub_reference
+from cello1.hub import resolve as resolve_hub
 from cello1.puzzle import Puzzle, parse_record
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Records from a ``.jsonl``, ``.json`` (one object or a list), ``.parquet`` file or a
-    folder of such files (sorted by name).
+    """Records from a ``.jsonl``, ``.json`` (one object or a list), ``.parquet`` file, a
+    folder of such files (sorted by name), or a hub dataset split
+    (``hf://datasets/OWNER/NAME:SPLIT``, see :mod:`cello1.hub`).
     """
+    if is_hub_reference(path):
+        for file in resolve_hub(str(path)):
+            yield from iter_records(file)
+        return
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")

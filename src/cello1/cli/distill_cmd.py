@@ -13,7 +13,7 @@ from cello1.cli._common import cli_errors, given_options, prompt_layout_option
 
 @cli_errors
 def distill(
-    puzzles: Path = typer.Argument(..., help="Labelled puzzles (builder output or official records)."),
+    puzzles: str = typer.Argument(..., help="Labelled puzzles: file, folder or hf://datasets/OWNER/NAME:SPLIT."),
     out: Path = typer.Option(
         ..., "-o", "--out", help="SFT records (official format with <think>…</think>\\n<answer>…</answer>)."
     ),
@@ -27,7 +27,7 @@ def distill(
     max_new_tokens: int | None = typer.Option(None, help="Teacher generation budget (LLM solvers)."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint (openai solver)."),
     concurrency: int | None = typer.Option(None, help="Parallel requests (openai solver)."),
-    train: Path | None = typer.Option(None, help="reference solver: its training puzzles."),
+    train: str | None = typer.Option(None, help="reference solver: its training puzzles (file or hub reference)."),
     seed: int | None = typer.Option(None, help="Teacher random seed."),
     limit: int | None = typer.Option(None, help="Only the first K puzzles."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),

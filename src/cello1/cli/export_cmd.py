@@ -16,7 +16,9 @@ app = typer.Typer(help="Export puzzles to other frameworks.", no_args_is_help=Tr
 @app.command("verl")
 @cli_errors
 def verl(
-    puzzles: list[Path] = typer.Argument(..., help="Puzzle files (train/test by name) or a folder holding them."),
+    puzzles: list[str] = typer.Argument(
+        ..., help="Puzzle files (train/test by name), a folder holding them, or hub references hf://datasets/…:SPLIT."
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     prompt_layout: str | None = prompt_layout_option(),
     model: str = config_option(VerlRunSettings, "model", "--model"),

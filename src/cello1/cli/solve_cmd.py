@@ -18,7 +18,9 @@ _CLASSIC = "Non-LLM solvers"
 
 @cli_errors
 def solve(
-    puzzles: Path = typer.Argument(..., help="Puzzle file: builder JSONL/Parquet or official JSON/JSONL/Parquet."),
+    puzzles: str = typer.Argument(
+        ..., help="Puzzles: builder/official JSON, JSONL or Parquet, a folder, or hf://datasets/OWNER/NAME:SPLIT."
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Prediction JSONL (appended to; re-running resumes)."),
     solver: str = typer.Option(
         "markers", "--solver", "-s", help="random | markers | reference | hf | openai | vllm | gguf"
@@ -61,7 +63,9 @@ def solve(
     timeout: float | None = typer.Option(None, help="Seconds per request before a retry.", rich_help_panel=_API),
     max_retries: int | None = typer.Option(None, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
     seed: int | None = typer.Option(None, help="Random seed.", rich_help_panel=_CLASSIC),
-    train: Path | None = typer.Option(None, help="reference: training puzzles.", rich_help_panel=_CLASSIC),
+    train: str | None = typer.Option(
+        None, help="reference: training puzzles (file or hub reference).", rich_help_panel=_CLASSIC
+    ),
     assignment: str | None = typer.Option(None, help="hungarian (default) | none.", rich_help_panel=_CLASSIC),
     repair: bool = typer.Option(False, "--repair", help="Also record an optimal-assignment fix of invalid answers."),
     shard: str | None = typer.Option(None, help="i/n: solve only shard i of n (by id)."),

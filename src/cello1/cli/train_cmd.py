@@ -75,8 +75,8 @@ def _report(stage: str, result) -> None:
 def sft(
     config: Path | None = _CONFIG,
     model: str | None = _MODEL,
-    train: Path | None = _TRAIN,
-    eval_file: Path | None = _EVAL,
+    train: str | None = _TRAIN,
+    eval_file: str | None = _EVAL,
     output_dir: Path | None = _OUT,
     prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,
@@ -101,8 +101,8 @@ def sft(
 def grpo(
     config: Path | None = _CONFIG,
     model: str | None = _MODEL,
-    train: Path | None = _TRAIN,
-    eval_file: Path | None = _EVAL,
+    train: str | None = _TRAIN,
+    eval_file: str | None = _EVAL,
     output_dir: Path | None = _OUT,
     prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,

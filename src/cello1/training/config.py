@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from cello1.errors import InputError
+from cello1.hub import is_hub_reference
 from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, check_prompt_layout
 from cello1.training import recipe
 
@@ -103,7 +104,7 @@ class StageConfig:
             )
         for name in ("train_file", "eval_file"):
             value = getattr(self, name)
-            if value and not Path(value).exists():
+            if value and not is_hub_reference(value) and not Path(value).exists():
                 raise InputError(f"{name} {value}: no such file or folder; check the path")
         if self.use_dora and not self.use_lora:
             raise InputError("use_dora needs use_lora=true")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
+from cello1.hub import is_hub_reference, parse_reference
 from cello1.io import atomic_path, read_puzzles
 from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.training import recipe
@@ -119,8 +120,12 @@ def verl_rows(
     return rows
 
 
-def split_name(path: Path, total: int) -> str:
-    """``…train….jsonl`` → ``train``; ``…test…`` → ``test``; a lone unnamed input → ``train``."""
+def split_name(path: Path | str, total: int) -> str:
+    """``…train….jsonl`` → ``train``; ``…test…`` → ``test``; a lone unnamed input → ``train``;
+    a hub reference ``hf://datasets/…:SPLIT`` → its split.
+    """
+    if is_hub_reference(path):
+        path = Path(parse_reference(str(path)).split or "train")
     words = re.split(r"[^a-z]+", path.stem.lower())
     for word in SPLIT_WORDS:
         if word in words:
@@ -128,10 +133,15 @@ def split_name(path: Path, total: int) -> str:
     return "train" if total == 1 else path.stem
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those files."""
-    paths: list[Path] = []
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path | str]:
+    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those files;
+    hub references stay as they are.
+    """
+    paths: list[Path | str] = []
     for item in inputs:
+        if is_hub_reference(item):
+            paths.append(str(item))
+            continue
         path = Path(item)
         if path.is_dir():
             split_files = sorted(
