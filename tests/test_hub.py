@@ -99,3 +99,38 @@ def test_every_puzzle_reading_command_accepts_a_reference(hub_cache, tmp_path):
     from cello1.training.config import SFTStageConfig
 
     SFTStageConfig(train_file=ref, eval_file=ref).check()  # no "no such file" for hub references
+
+
+def test_a_build_folder_is_hub_ready(tmp_path, monkeypatch):
+    """The card `build` writes carries the hub's YAML header: `datasets` loads the folder as it
+    is, and the same folder in a hub cache reads as hf://datasets/…:SPLIT."""
+    import datasets
+    import yaml
+
+    from cello1.data import build_puzzles, pbmc68k_reduced, write_build
+
+    built = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=4, puzzles_per_n=3)
+    out = write_build(built, tmp_path / "build")
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert header["configs"][0]["data_files"] == [
+        {"split": "train", "path": "train.parquet"},
+        {"split": "test", "path": "test.parquet"},
+    ]
+    assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == {
+        "train": len(built.train),
+        "test": len(built.test),
+    }
+    loaded = datasets.load_dataset(str(out), split="test", cache_dir=str(tmp_path / "datasets-cache"))
+    assert len(loaded) == len(built.test) and loaded[0]["user_msg"] == built.test[0].user_msg
+
+    cache = tmp_path / "cache"
+    repo = cache / "datasets--me--mine"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("c" * 40)
+    (repo / "snapshots").mkdir()
+    out.rename(repo / "snapshots" / ("c" * 40))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert [p.id for p in read_puzzles("hf://datasets/me/mine:test")] == [p.id for p in built.test]

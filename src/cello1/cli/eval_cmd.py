@@ -11,13 +11,14 @@ from pathlib import Path
 
 import typer
 
-from cello1.cli._common import cli_errors
+from cello1.cli._common import cli_errors, command_line
 
 _PLOT_SUFFIXES = {".png", ".pdf", ".svg"}
 
 
 @cli_errors
 def eval_(
+    ctx: typer.Context,
     predictions: list[Path] = typer.Argument(
         ...,
         help="Prediction files (cello1 solve JSONL, or JSON/JSONL records with 'answer'/'assistant_msg' and "
@@ -28,6 +29,9 @@ def eval_(
     ),
     markdown: Path | None = typer.Option(None, "--markdown", help="Write the tables as Markdown."),
     plot: Path | None = typer.Option(None, "--plot", help="Plot accuracy vs N per input (.png, .pdf or .svg)."),
+    report: Path | None = typer.Option(
+        None, "--report", help="One self-contained HTML page: tables, accuracy by N and by tissue, confusions."
+    ),
     tokenizer: str | None = typer.Option(
         None, "--tokenizer", help="Hugging Face tokenizer name/path: prediction length in tokens (default: words)."
     ),
@@ -35,6 +39,11 @@ def eval_(
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     lenient: bool = typer.Option(
         False, "--lenient", help="Also report lenient accuracy (normalised labels, repaired by optimal assignment)."
+    ),
+    errors: bool = typer.Option(
+        True,
+        "--errors/--no-errors",
+        help="Ontology-aware error analysis and top confusions (beside the strict metrics).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the tables."),
 ) -> None:
@@ -44,15 +53,24 @@ def eval_(
     from cello1.errors import InputError
     from cello1.io import atomic_path
     from cello1.scoring.evaluation import compare, evaluate
-    from cello1.scoring.report import plot_accuracy_by_n, print_report, to_markdown
+    from cello1.scoring.report import plot_accuracy_by_n, print_report, to_markdown, write_html_report
 
     if plot is not None and plot.suffix.lower() not in _PLOT_SUFFIXES:
         raise InputError(f"--plot {plot}: use a .png, .pdf or .svg file name")
+    if report is not None and report.suffix.lower() not in {".html", ".htm"}:
+        raise InputError(f"--report {report}: use a .html file name")
     for path in predictions:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder; check the path")
 
-    options = {"tokenizer": tokenizer, "bootstrap": bootstrap, "seed": seed, "lenient": lenient, "progress": not quiet}
+    options = {
+        "tokenizer": tokenizer,
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "lenient": lenient,
+        "errors": errors,
+        "progress": not quiet,
+    }
     if len(predictions) == 1:
         results = [evaluate(predictions[0], **options)]
         payload: object = results[0].to_dict()
@@ -70,6 +88,8 @@ def eval_(
             tmp.write_text(to_markdown(results), encoding="utf-8")
     if plot is not None:
         plot_accuracy_by_n(results, plot)
+    if report is not None:
+        write_html_report(results, report, command_line(ctx))
 
 
 def _json_safe(value: object) -> object:

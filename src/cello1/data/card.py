@@ -66,21 +66,35 @@ def _counts_table(title: str, train: Counter, test: Counter) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hub_header(splits: dict[str, int], pretty_name: str = "CellPuzzles (cello1 build)") -> str:
+    """The YAML header the Hugging Face Hub reads from a dataset card: configs and splits
+    (``data_files`` → the Parquet file of each split) and tags, so the folder can
+    be pushed as it is and loaded with ``datasets.load_dataset`` or ``hf://datasets/…:SPLIT``.
+    """
+    import yaml
+
+    header = {
+        "pretty_name": pretty_name,
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": name, "path": f"{name}.parquet"} for name in splits],
+            }
+        ],
+        # features are left to the Parquet schema (the record strings plus provenance columns)
+        "dataset_info": {"splits": [{"name": name, "num_examples": count} for name, count in splits.items()]},
+        "task_categories": ["text-generation"],
+        "tags": ["biology", "single-cell", "cell-type-annotation", "cellpuzzles", "cello1"],
+        "license": "other",  # the licence of the input data applies; state it when you publish
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
 def dataset_card(result: Any, command: str | None = None) -> str:
     """The ``README.md`` of an output folder: what it is, counts, leakage, the command."""
     train, test, leak = result.train, result.test, result.leakage
     parts = [
-        # Hugging Face dataset-card header: `datasets.load_dataset(DIR)` picks the JSONL files
-        "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: train.jsonl",
-        "  - split: test",
-        "    path: test.jsonl",
-        "---",
-        "",
+        hub_header({"train": len(train), "test": len(test)}),
         "# CellPuzzles build",
         "",
         "Batch-level cell-type annotation puzzles in the official CellPuzzles record format "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,10 @@ import numpy as np
 from cello1.errors import InputError
 from cello1.grammar import parse_gold
 from cello1.io import iter_records
+from cello1.scoring.analysis import ErrorAnalysis, analyse
 from cello1.scoring.bootstrap import DEFAULT_RESAMPLES, LEVEL, bootstrap_cis, paired_bootstrap
 from cello1.scoring.metrics import LENIENT_COLUMNS, METRIC_COLUMNS, Scored, score_record, word_count
+from cello1.scoring.readable import Readable
 
 GROUP_FIELDS = ("n", "tissue", "disease", "source")
 PAIRED_METRICS = ("cell_accuracy", "batch_accuracy", "format_rate")
@@ -34,41 +36,8 @@ Predictions = Sequence[Mapping[str, Any]] | PathLike | Sequence[PathLike]
 # ---- result types ----------------------------------------------------------------------
 
 
-class _Readable(Mapping):
-    """Results read like the JSON they are written as (``result["by"]["n"]["8"]``)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form (``None`` parts left out)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = _plain(getattr(self, f.name))
-            if value is not None:
-                out[f.name] = value
-        return out
-
-    def __getitem__(self, key: str) -> Any:
-        value = getattr(self, key) if key in {f.name for f in fields(self)} else None  # type: ignore[arg-type]
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, _Readable):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 @dataclass(eq=False)
-class LenientMetrics(_Readable):
+class LenientMetrics(Readable):
     """Lenient cell and batch accuracy (never mixed into the strict numbers)."""
 
     cell_accuracy: float
@@ -77,7 +46,7 @@ class LenientMetrics(_Readable):
 
 
 @dataclass(eq=False)
-class Metrics(_Readable):
+class Metrics(Readable):
     """The paper's metrics over a set of predictions, with 95% bootstrap intervals in ``ci``."""
 
     n_puzzles: int
@@ -104,6 +73,7 @@ class EvalResult(Metrics):
     bootstrap: dict[str, Any] = field(default_factory=dict)
     by: dict[str, dict[str, Metrics]] | None = None
     paired_vs_first: dict[str, Any] | None = None
+    errors: ErrorAnalysis | None = None
 
     @property
     def name(self) -> str:
@@ -294,6 +264,7 @@ def evaluate(
     seed: int = 0,
     lenient: bool = False,
     by: bool = True,
+    errors: bool = True,
     progress: bool = False,
 ) -> EvalResult:
     """The paper's metrics for one set of predictions.
@@ -301,12 +272,21 @@ def evaluate(
     Returns an :class:`EvalResult`: ``cell_accuracy``, ``batch_accuracy``,
     ``format_rate``, ``uniqueness``, ``mean_length``, ``mean_reward``, ``n_puzzles``,
     ``n_cells``, 95% bootstrap intervals in ``ci``, breakdowns in ``by``
-    (``{"n": {"8": Metrics}, "tissue": …}``), lenient metrics in ``lenient``. It also
+    (``{"n": {"8": Metrics}, "tissue": …}``), lenient metrics in ``lenient`` and, with
+    ``errors``, the ontology-aware error analysis in ``errors``
+    (:mod:`cello1.scoring.analysis`). It also
     reads like its JSON form (``result["by"]["n"]["8"]["cell_accuracy"]``).
     ``tokenizer``: a Hugging Face name/path or tokenizer object → lengths in tokens.
     """
     result, _ = _evaluate_scored(
-        predictions, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed, lenient=lenient, by=by, progress=progress
+        predictions,
+        tokenizer=tokenizer,
+        bootstrap=bootstrap,
+        seed=seed,
+        lenient=lenient,
+        by=by,
+        errors=errors,
+        progress=progress,
     )
     return result
 
@@ -319,6 +299,7 @@ def _evaluate_scored(
     seed: int,
     lenient: bool,
     by: bool,
+    errors: bool = True,
     progress: bool = False,
 ) -> tuple[EvalResult, list[Scored]]:
     records, name = load_predictions(predictions)
@@ -332,6 +313,7 @@ def _evaluate_scored(
         length_unit=unit,
         bootstrap={"resamples": bootstrap, "seed": seed, "level": LEVEL},
         by=breakdowns(scored, bootstrap, seed) if by else None,
+        errors=analyse(scored) if errors else None,
     )
     return result, scored
 
@@ -345,6 +327,7 @@ def compare(
     seed: int = 0,
     lenient: bool = False,
     by: bool = True,
+    errors: bool = True,
     progress: bool = False,
 ) -> list[EvalResult]:
     """:func:`evaluate` for each input, plus ``paired_vs_first`` on inputs 2…k: the
@@ -356,7 +339,14 @@ def compare(
     results, all_scored = [], []
     for i, item in enumerate(inputs):
         result, scored = _evaluate_scored(
-            item, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed, lenient=lenient, by=by, progress=progress
+            item,
+            tokenizer=tokenizer,
+            bootstrap=bootstrap,
+            seed=seed,
+            lenient=lenient,
+            by=by,
+            errors=errors,
+            progress=progress,
         )
         if names is not None:
             result.file = names[i]

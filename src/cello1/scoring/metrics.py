@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cello1.grammar import parse_prediction
 from cello1.scoring.reward import INVALID, judge, paper_reward
 
 
@@ -40,6 +41,7 @@ class Scored:
     groups: dict[str, str]
     lenient_correct: int | None = None
     lenient_exact: bool | None = None
+    confusions: tuple[tuple[str, str], ...] = ()  # (gold, predicted) at wrong positions of a valid answer
 
 
 def word_count(text: str) -> int:
@@ -71,6 +73,10 @@ def score_record(
     ``length_fn`` measures the prediction (words by default).
     """
     valid, correct, exact, uniqueness, reward = score_prediction(prediction, gold)
+    confusions: tuple[tuple[str, str], ...] = ()
+    if valid and not exact:
+        predicted = parse_prediction(prediction) or []
+        confusions = tuple((g, p) for p, g in zip(predicted, gold, strict=False) if p.lower() != g.lower())
     groups = {"n": str(len(gold))}
     for name in group_fields:
         value = record.get(name)
@@ -87,6 +93,7 @@ def score_record(
         reward=reward,
         length=float(length_fn(prediction)),
         groups=groups,
+        confusions=confusions,
     )
 
 

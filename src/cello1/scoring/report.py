@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cello1.scoring.evaluation import EvalResult, Metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAIN_COLUMNS = [
     ("cell_accuracy", "cell acc"),
@@ -114,29 +117,68 @@ def _p_value(p: float, resamples: int) -> str:
     return f"p={p:.3f}"
 
 
+def error_rows(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:
+    """Ontology-aware error analysis per input (kept apart from the strict metrics)."""
+    header = ["input", "wrong cells", "ancestor", "descendant", "same term", "related %", "partial-credit acc %"]
+    rows = [
+        [
+            r.name,
+            str(e.wrong_cells),
+            str(e.ancestor),
+            str(e.descendant),
+            str(e.same_term),
+            _pct(e.related_share),
+            _pct(e.partial_credit_accuracy),
+        ]
+        for r in results
+        if (e := r.errors) is not None
+    ]
+    return header, rows
+
+
+def confusion_rows(result: EvalResult, top: int = 10) -> tuple[list[str], list[list[str]]]:
+    """The most frequent gold → predicted confusions of one input."""
+    header = ["gold", "predicted", "count", "relation"]
+    confusions = result.errors.confusions[:top] if result.errors else []
+    return header, [[c.gold, c.predicted, str(c.count), c.relation or "–"] for c in confusions]
+
+
+def report_sections(results: Sequence[EvalResult]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Every table of a report as (title, header, rows), in order; empty tables left out."""
+    sections = [
+        ("Strict metrics, % [95% bootstrap CI]", *summary_rows(results)),
+        ("By N (cells per puzzle)", *by_n_rows(results)),
+    ]
+    if len(results) == 1:
+        sections += [(f"By {field}", *group_rows(results[0], field)) for field in ("tissue", "disease", "source")]
+    sections.append(("Paired bootstrap vs the first input (percentage points)", *paired_rows(results)))
+    weight = next((r.errors.partial_credit_weight for r in results if r.errors), None)
+    sections.append(
+        (
+            f"Error analysis (Cell Ontology; partial credit {weight} for an ancestor/descendant; "
+            "not in the strict metrics)",
+            *error_rows(results),
+        )
+    )
+    sections += [(f"Most frequent confusions: {r.name}", *confusion_rows(r)) for r in results]
+    return [(title, header, rows) for title, header, rows in sections if rows]
+
+
 def print_report(results: Sequence[EvalResult], console: Any = None) -> None:
-    """Rich tables on the terminal: summary, by N, by tissue/disease/source, paired."""
+    """Rich tables on the terminal (the summary transposed for narrow terminals)."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-
-    def show(title: str, header: list[str], rows: list[list[str]]) -> None:
-        if not rows:
-            return
+    sections = report_sections(results)
+    sections[0] = (sections[0][0], *transposed_summary(results))
+    for title, header, rows in sections:
         table = Table(title=title, title_justify="left")
         for i, name in enumerate(header):
             table.add_column(name, justify="left" if i == 0 else "right")
         for row in rows:
             table.add_row(*row)
         console.print(table)
-
-    show("Strict metrics, % [95% bootstrap CI]", *transposed_summary(results))
-    show("By N (cells per puzzle)", *by_n_rows(results))
-    if len(results) == 1:
-        for field in ("tissue", "disease", "source"):
-            show(f"By {field}", *group_rows(results[0], field))
-    show("Paired bootstrap vs the first input (percentage points)", *paired_rows(results))
 
 
 def _md_escape(text: object) -> str:
@@ -156,51 +198,27 @@ def to_markdown(results: Sequence[EvalResult]) -> str:
         "## Evaluation",
         "",
         f"Strict metrics as in the Cell-o1 paper, in %; 95% bootstrap CI ({resamples} resamples) in brackets.",
-        "",
-        _md_table(*summary_rows(results)),
     ]
-    header, rows = by_n_rows(results)
-    if rows:
-        parts += ["", "### By N", "", _md_table(header, rows)]
-    if len(results) == 1:
-        for field in ("tissue", "disease", "source"):
-            header, rows = group_rows(results[0], field)
-            if rows:
-                parts += ["", f"### By {field}", "", _md_table(header, rows)]
-    header, rows = paired_rows(results)
-    if rows:
-        parts += ["", "### Paired bootstrap vs the first input (percentage points)", "", _md_table(header, rows)]
+    for title, header, rows in report_sections(results):
+        parts += ["", f"### {title}", "", _md_table(header, rows)]
     return "\n".join(parts) + "\n"
 
 
-def plot_accuracy_by_n(results: Sequence[EvalResult], path: str | os.PathLike) -> None:
+def accuracy_by_n_figure(results: Sequence[EvalResult]) -> Figure:
     """Cell- and batch-level accuracy vs N, one line per input, 95% CI as error bars.
 
     Uses matplotlib's object API with the Agg canvas, so a notebook's backend is left alone.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from cello1.io import atomic_path
-
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
+    fig = _figure((10, 4))
     axes = fig.subplots(1, 2, sharex=True)
     for r in results:
         groups = _groups(r, "n")
         ns = sorted(groups, key=int)
         for ax, key in zip(axes, ("cell_accuracy", "batch_accuracy"), strict=True):
             ys = [getattr(groups[n], key) for n in ns]
-            cis = [(groups[n].ci or {}).get(key) for n in ns]
-            if all(ci is not None for ci in cis):
-                err = [
-                    [y - ci[0] for y, ci in zip(ys, cis, strict=True)],
-                    [ci[1] - y for y, ci in zip(ys, cis, strict=True)],
-                ]
-            else:
-                err = None
-            ax.errorbar([int(n) for n in ns], ys, yerr=err, marker="o", capsize=3, label=r.name)
+            ax.errorbar([int(n) for n in ns], ys, yerr=_errors(groups, ns, key), marker="o", capsize=3, label=r.name)
     for ax, title in zip(axes, ("Cell-level accuracy", "Batch-level accuracy"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("N (cells per puzzle)")
@@ -208,9 +226,89 @@ def plot_accuracy_by_n(results: Sequence[EvalResult], path: str | os.PathLike) -
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (95% bootstrap CI)")
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize="small", frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _legend_below(fig, axes[0])
+    return fig
+
+
+def accuracy_by_group_figure(results: Sequence[EvalResult], group: str = "tissue") -> Figure | None:
+    """Cell-level accuracy per value of ``group`` (bars, one colour per input); None without data."""
+    keys = sorted({k for r in results for k in _groups(r, group)})
+    if not keys:
+        return None
+    fig = _figure((max(6.0, 0.9 * len(keys) * max(1, len(results)) + 2), 4))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(results))
+    for i, r in enumerate(results):
+        groups = _groups(r, group)
+        xs = [k + i * width for k in range(len(keys))]
+        ys = [groups[k].cell_accuracy if k in groups else float("nan") for k in keys]
+        ax.bar(xs, ys, width=width, yerr=_errors(groups, keys, "cell_accuracy"), capsize=2, label=r.name)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], keys, rotation=30, ha="right", fontsize="small")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("cell-level accuracy (95% CI)")
+    ax.set_title(f"Cell-level accuracy by {group}")
+    ax.grid(alpha=0.3, axis="y")
+    _legend_below(fig, ax)
+    return fig
+
+
+def plot_accuracy_by_n(results: Sequence[EvalResult], path: str | os.PathLike) -> None:
+    """Save :func:`accuracy_by_n_figure` in the format the file name asks for (.png, .pdf, .svg)."""
+    from cello1.io import atomic_path
+
+    fig = accuracy_by_n_figure(results)
     suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix, dpi=120)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _errors(groups: dict[str, Metrics], keys: Sequence[str], metric: str) -> list[list[float]] | None:
+    """Asymmetric error bars from the groups' CIs (None when any is missing)."""
+    cis = [(groups[k].ci or {}).get(metric) if k in groups else None for k in keys]
+    if any(ci is None for ci in cis):
+        return None
+    values = [getattr(groups[k], metric) for k in keys]
+    return [
+        [v - ci[0] for v, ci in zip(values, cis, strict=True)],
+        [ci[1] - v for v, ci in zip(values, cis, strict=True)],
+    ]
+
+
+def _legend_below(fig: Figure, ax: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4) or 1, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+
+
+def html_report(results: Sequence[EvalResult], command: str | None = None) -> str:
+    """The evaluation as one self-contained HTML page: every table of :func:`report_sections`
+    and the accuracy-by-N and accuracy-by-tissue plots, several inputs side by side.
+    """
+    from cello1 import html
+
+    sections = ['<p class="note">Strict metrics as in the Cell-o1 paper; error analysis kept apart.</p>']
+    sections.append("<h2>Accuracy by N</h2>" + html.figure(accuracy_by_n_figure(results), "accuracy by N"))
+    by_tissue = accuracy_by_group_figure(results, "tissue")
+    if by_tissue is not None:
+        sections.append("<h2>Accuracy by tissue</h2>" + html.figure(by_tissue, "accuracy by tissue"))
+    sections += [
+        f"<h2>{html.escape(title)}</h2>" + html.table(header, rows) for title, header, rows in report_sections(results)
+    ]
+    return html.page("cello1 evaluation: " + ", ".join(r.name for r in results), sections, command)
+
+
+def write_html_report(results: Sequence[EvalResult], path: str | os.PathLike, command: str | None = None) -> None:
+    """Write :func:`html_report` to ``path`` atomically."""
+    from cello1.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(html_report(results, command), encoding="utf-8")
