@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from scipy import sparse
 from scipy.stats import rankdata
 
 from cello1.errors import InputError
@@ -26,6 +27,7 @@ from cello1.solvers.markers import MarkerSolver
 from cello1.solvers.matrix import assignment_confidence, cell_matrix, combine_columns
 from cello1.solvers.reference import OTHER_TISSUE_SUPPORT, ReferenceSolver
 from cello1.solvers.run import solve
+from cello1.solvers.scores import dense_block
 from cello1.training.distill import distill, select_traces
 from cello1.vocabulary import label_key
 
@@ -296,6 +298,13 @@ def test_ensemble_takes_any_score_matrix_member(official):
         EnsembleSolver(members=["markers", NoScores()])
 
 
+def test_dense_block_equals_scipy_indexing():
+    rng = np.random.default_rng(0)
+    matrix = sparse.random(30, 200, density=0.1, format="csr", random_state=1)
+    rows, columns = [3, 0, 17], list(rng.choice(200, 40, replace=False))
+    assert np.array_equal(dense_block(matrix, rows, columns), matrix[rows][:, columns].toarray())
+
+
 def test_combine_columns_lets_members_sit_out_columns():
     M = np.array([[1.0, -1.0], [-1.0, 1.0]])
     R = np.array([[5.0, 7.0], [-5.0, -7.0]])
@@ -323,6 +332,11 @@ def test_transductive_answers_say_so_and_never_learn_from_their_own_cells(offici
     assert "Transductive mode (not per-puzzle zero-shot)" in completion.text and is_valid_format(completion.text)
     with pytest.raises(InputError, match="whole set"):
         MarkerSolver(transductive=True).solve_one(official[0])
+    # solve_batch learns from the puzzles it is given when it has not seen them all
+    fresh = MarkerSolver(transductive=True)
+    fresh.solve_batch(official[:3])
+    assert [c.text for (c,) in fresh.solve_batch(official[:1])] == [fresh.solve_one(official[0]).text]
+    assert fresh.solve_batch(official)[0][0].text == completion.text
 
 
 def test_transductive_runs_resume_to_the_same_answers(official, tmp_path):

@@ -190,8 +190,10 @@ class MatrixSolver(Solver):
         return self.complete(puzzle, self.solving_scores(puzzle))
 
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
-        """``n`` completions per puzzle; a transductive solver not yet prepared learns from ``puzzles``."""
-        if self.transductive and self._transduction is None:
+        """``n`` completions per puzzle; a transductive solver that has not seen all of
+        ``puzzles`` (e.g. never prepared) learns from ``puzzles`` first.
+        """
+        if self.transductive and (self._transduction is None or not self._transduction.knows(puzzles)):
             self.prepare(puzzles)
         return super().solve_batch(puzzles)
 

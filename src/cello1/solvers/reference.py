@@ -38,11 +38,12 @@ from cello1.solvers.markers import MarkerSolver
 from cello1.solvers.matrix import (
     GeneScores,
     MatrixSolver,
-    cell_gene_weights,
     cell_matrix,
     check_options,
+    gene_key,
     puzzle_key,
 )
+from cello1.solvers.scores import dense_block
 from cello1.vocabulary import label_key
 
 EPSILON = 0.05  # smoothing of the listing frequencies
@@ -97,7 +98,8 @@ class ReferenceSolver(MatrixSolver):
         types: dict[str, int] = {}
         labels: list[str] = []
         tissues: list[set[str]] = []
-        genes: dict[str, int] = {}
+        genes: dict[str, int] = {}  # normalised symbol -> column
+        column_of: dict[str, int] = {}  # symbol as spelled in the puzzles -> column
         seen: set[tuple[int, tuple[str, ...]]] = set()
         type_ids: list[int] = []
         gene_ids: list[int] = []
@@ -116,7 +118,12 @@ class ReferenceSolver(MatrixSolver):
                 if signature in seen:
                     continue
                 seen.add(signature)
-                columns = {genes.setdefault(g, len(genes)) for g in cell_gene_weights(cell)}
+                columns = set()
+                for symbol in cell:
+                    j = column_of.get(symbol)
+                    if j is None:  # first time this spelling is seen: normalise it once
+                        j = column_of[symbol] = genes.setdefault(gene_key(symbol), len(genes))
+                    columns.add(j)
                 type_ids.extend([t] * len(columns))
                 gene_ids.extend(columns)
                 cell_types.append(t)
@@ -214,7 +221,7 @@ class ReferenceSolver(MatrixSolver):
         fitted = [c for c, t in enumerate(rows) if t is not None]
         if fitted and known_genes:
             local, columns = (list(x) for x in zip(*known_genes, strict=True))
-            F[np.ix_(fitted, local)] = self.frequencies[[rows[c] for c in fitted]][:, columns].toarray()
+            F[np.ix_(fitted, local)] = dense_block(self.frequencies, [rows[c] for c in fitted], columns)
         origins = ["reference" if t is not None else "none" for t in rows]
         for c, t in enumerate(rows):
             if t is None:

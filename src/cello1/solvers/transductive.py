@@ -32,7 +32,7 @@ from scipy import sparse
 
 from cello1.knowledge.donor import donor_of
 from cello1.puzzle import Puzzle
-from cello1.solvers.scores import cell_gene_weights, combine_columns, puzzle_key, standardise_columns
+from cello1.solvers.scores import cell_gene_weights, combine_columns, dense_block, puzzle_key, standardise_columns
 from cello1.vocabulary import label_key
 
 WEIGHT = 0.5  # 0.5 and 0.75 tie on the dev puzzles; 0.25 is clearly worse
@@ -119,6 +119,10 @@ class Transduction:
         self._n_cells = np.bincount(cell_rows, minlength=len(self._rows)).astype(float)
         return self
 
+    def knows(self, puzzles: Sequence[Puzzle]) -> bool:
+        """Whether every puzzle was part of the set this transduction learnt from."""
+        return all(puzzle_key(p) in self._base for p in puzzles)
+
     # ---- scoring ---------------------------------------------------------------------------
     def scores(self, puzzle: Puzzle) -> np.ndarray:
         """The puzzle's own scores combined with its transductive scores."""
@@ -151,8 +155,7 @@ class Transduction:
         left = np.zeros(n_candidates)
         have = [c for c, r in enumerate(rows) if r is not None]
         if have and local:
-            vocabulary = np.fromiter(local, dtype=int, count=len(local))
-            F[have] = self._counts[[rows[c] for c in have]][:, vocabulary].toarray()
+            F[have] = dense_block(self._counts, [rows[c] for c in have], list(local))
         if have:
             left[have] = self._n_cells[[rows[c] for c in have]]
         # leave out this puzzle's cells and every copy of them (identical ranked gene lists)
