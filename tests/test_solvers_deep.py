@@ -386,6 +386,16 @@ def test_distillation_can_require_confidence(official, tmp_path):
     records = [Prediction.from_record(json.loads(line)) for line in strict.traces_path.read_text().splitlines()]
     kept = {p.id for p in strict.kept}
     assert all(min(r.confidence) >= 0.5 for r in records if r.id in kept)
+    from typer.testing import CliRunner
+
+    from cello1.cli import app
+
+    write_puzzles(tmp_path / "puzzles.jsonl", official)
+    args = ["distill", str(tmp_path / "puzzles.jsonl"), "-o", str(tmp_path / "cli.jsonl"), "--no-progress"]
+    result = CliRunner().invoke(app, [*args, "--min-confidence", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"{strict.low_confidence} correct but below the confidence threshold" in result.output
+    assert len(read_puzzles(tmp_path / "cli.jsonl")) == len(strict.kept)
     no_confidence = [Prediction.of(official[0], "<think>x</think>\n<answer>" + official[0].answer_str + "</answer>")]
     with pytest.raises(InputError, match="min_confidence"):
         select_traces(official[:1], no_confidence, min_confidence=0.5)
