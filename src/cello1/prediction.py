@@ -46,8 +46,9 @@ class Prediction(Mapping):
     ``answer`` is the gold answer (``"A | B | C"``; ``None`` for unlabelled puzzles),
     ``prediction`` the raw output, ``assignment`` its strictly parsed labels (``None``
     when the strict format check fails or the call failed), ``error`` the failure
-    message of a call that failed. ``repaired_assignment``/``repair_method`` are set
-    by ``--repair`` (and only then written).
+    message of a call that failed. ``confidence`` is the per-cell confidence of solvers
+    that assign from a score matrix (written only when present). ``repaired_assignment``/
+    ``repair_method`` are set by ``--repair`` (and only then written).
     """
 
     id: str
@@ -66,6 +67,7 @@ class Prediction(Mapping):
     disease: str | None = None
     source: str | None = None
     donor: str | None = None
+    confidence: list[float] | None = None
     repaired: bool = False
     repaired_assignment: list[str | None] | None = None
     repair_method: str | None = None
@@ -89,6 +91,8 @@ class Prediction(Mapping):
     def to_record(self) -> dict[str, Any]:
         """The JSON record (the layout ``cello1 solve`` writes)."""
         rec = {name: getattr(self, name) for name in _FIELDS}
+        if self.confidence is not None:
+            rec["confidence"] = self.confidence
         if self.repaired:
             rec.update({name: getattr(self, name) for name in _REPAIR_FIELDS})
         rec.update(self.extra)

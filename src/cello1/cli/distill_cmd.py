@@ -29,6 +29,11 @@ def distill(
     concurrency: int | None = typer.Option(None, help="Parallel requests (openai solver)."),
     train: str | None = typer.Option(None, help="reference solver: its training puzzles (file or hub reference)."),
     seed: int | None = typer.Option(None, help="Teacher random seed."),
+    min_confidence: float | None = typer.Option(
+        None,
+        help="Keep only traces whose every cell has at least this confidence "
+        "(teachers that write confidence: markers, reference, ensemble).",
+    ),
     limit: int | None = typer.Option(None, help="Only the first K puzzles."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -45,7 +50,9 @@ def distill(
         train=train,
         seed=seed,
     )
-    report = run_distill(puzzles, solver, out, k=k, progress=progress, limit=limit, **options)
+    report = run_distill(
+        puzzles, solver, out, k=k, progress=progress, limit=limit, min_confidence=min_confidence, **options
+    )
     typer.echo(f"{'N':>4} {'puzzles':>8} {'traces':>7} {'accepted':>9} {'rate':>7} {'solved':>7}")
     for row in report.table():
         typer.echo(
@@ -54,5 +61,11 @@ def distill(
         )
     typer.echo(
         f"wrote {len(report.kept)} SFT records to {out} "
-        f"({report.duplicates} duplicate traces dropped; raw traces in {report.traces_path})"
+        f"({report.duplicates} duplicate traces dropped"
+        + (
+            f", {report.low_confidence} correct but below the confidence threshold"
+            if min_confidence is not None
+            else ""
+        )
+        + f"; raw traces in {report.traces_path})"
     )

@@ -23,7 +23,7 @@ def solve(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Prediction JSONL (appended to; re-running resumes)."),
     solver: str = typer.Option(
-        "markers", "--solver", "-s", help="random | markers | reference | hf | openai | vllm | gguf"
+        "markers", "--solver", "-s", help="random | markers | reference | ensemble | hf | openai | vllm | gguf"
     ),
     model: str | None = typer.Option(
         None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM
@@ -64,9 +64,33 @@ def solve(
     max_retries: int | None = typer.Option(None, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
     seed: int | None = typer.Option(None, help="Random seed.", rich_help_panel=_CLASSIC),
     train: str | None = typer.Option(
-        None, help="reference: training puzzles (file or hub reference).", rich_help_panel=_CLASSIC
+        None, help="reference, ensemble: labelled training puzzles (file or hub reference).", rich_help_panel=_CLASSIC
     ),
     assignment: str | None = typer.Option(None, help="hungarian (default) | none.", rich_help_panel=_CLASSIC),
+    members: str | None = typer.Option(
+        None, help="ensemble: member solvers, e.g. markers,reference (the default).", rich_help_panel=_CLASSIC
+    ),
+    weights: str | None = typer.Option(
+        None, help="ensemble: one weight per member, e.g. 1,0.5 (default: all 1).", rich_help_panel=_CLASSIC
+    ),
+    specificity: bool = typer.Option(
+        False,
+        "--specificity",
+        help="markers: weight a cell's genes by log(N/df) within the puzzle.",
+        rich_help_panel=_CLASSIC,
+    ),
+    malignant: str | None = typer.Option(
+        None,
+        help="markers: 'malignant cell' profile: match (the donor's cancer, default) | mean (all cancers).",
+        rich_help_panel=_CLASSIC,
+    ),
+    transductive: bool = typer.Option(
+        False,
+        "--transductive",
+        help="markers, reference, ensemble: also learn from confidently solved cells of the file's other "
+        "puzzles (not per-puzzle zero-shot; the records say so).",
+        rich_help_panel=_CLASSIC,
+    ),
     repair: bool = typer.Option(False, "--repair", help="Also record an optimal-assignment fix of invalid answers."),
     shard: str | None = typer.Option(None, help="i/n: solve only shard i of n (by id)."),
     limit: int | None = typer.Option(None, help="Only the first K puzzles."),
@@ -98,6 +122,11 @@ def solve(
         seed=seed,
         train=train,
         assignment=assignment,
+        members=members,
+        weights=weights,
+        specificity=True if specificity else None,
+        malignant=malignant,
+        transductive=True if transductive else None,
     )
     records = run_solve(puzzles, solver, out, shard=shard, repair=repair, progress=progress, limit=limit, **options)
     typer.echo(_summary(records, out), err=True)

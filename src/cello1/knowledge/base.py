@@ -13,6 +13,12 @@ Mapping order for a free-text label (first hit wins):
 
 A term without markers of its own borrows them from its nearest ancestor that has some
 (``LabelMapping.marker_term_id``), e.g. a rare subtype uses its parent type's markers.
+
+Each term has a *deep profile* (:meth:`KnowledgeBase.profile_for`): up to 1,000 genes with
+linear consensus weights ``s / max s``, best first. Its first :data:`TOP_MARKERS` genes are
+the term's classic marker list (:meth:`KnowledgeBase.markers_for`). Cancer types have deep
+profiles too (:meth:`KnowledgeBase.cancer_profile`), so "malignant cell" can be scored
+against the cancer the donor has (:mod:`cello1.knowledge.donor`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from cello1.vocabulary import ALIASES, label_key, ontology_key, singular
 
 RESOURCE = "cell_knowledge.json.gz"
 FUZZY_CUTOFF = 0.86
+TOP_MARKERS = 40  # genes in a term's classic marker list (the head of its deep profile)
+WEIGHT_SCALE = 1000.0  # compact profiles store weights in thousandths
 
 # Tissue → CL ids plausible there (curated; used to propose candidates when a user has
 # none). Types found in most tissues are added to every list.
@@ -159,10 +167,17 @@ class KnowledgeBase:
     def __init__(self, payload: dict[str, Any]) -> None:
         self.about: dict[str, Any] = payload["about"]
         self.terms: dict[str, dict[str, Any]] = payload["terms"]
+        # deep profiles stay in their stored form until a term is used (decoding all
+        # 1.4 million entries up front would double the load time)
+        self._profiles: dict[str, Any] = payload.get("profiles") or payload.get("markers") or {}
+        self._decoded: dict[str, dict[str, float]] = {}
         self.markers: dict[str, list[tuple[str, float]]] = {
-            cl: [(g, float(w)) for g, w in genes] for cl, genes in payload["markers"].items()
+            cl: _decode(stored, TOP_MARKERS) for cl, stored in self._profiles.items()
         }
         self.n_sources: dict[str, int] = payload.get("n_sources", {})
+        cancer = payload.get("cancer") or {}
+        self._cancer_profiles: dict[str, Any] = cancer.get("profiles", {})
+        self.cancer_names: dict[str, str] = dict(cancer.get("names", {}))
         self._by_name = {label_key(t["name"]): cl for cl, t in self.terms.items()}
         self._by_synonym: dict[str, str] = {}
         for cl, term in self.terms.items():
@@ -245,9 +260,31 @@ class KnowledgeBase:
         )
 
     def markers_for(self, label: str) -> list[tuple[str, float]]:
-        """Marker genes (symbol, weight in (0, 1]) of the label's term, best first; [] if unmapped."""
+        """Marker genes (symbol, weight in (0, 1]) of the label's term, best first; [] if unmapped.
+
+        The classic list: the top :data:`TOP_MARKERS` genes of :meth:`profile_for`.
+        """
         mapping = self.map_label(label)
         return [] if mapping.marker_term_id is None else list(self.markers[mapping.marker_term_id])
+
+    # ---- deep profiles ---------------------------------------------------------------
+    def profile(self, term_id: str) -> dict[str, float]:
+        """Deep profile of a term that has markers: {gene: weight in (0, 1]}, best first."""
+        if term_id not in self._decoded:
+            self._decoded[term_id] = dict(_decode(self._profiles[term_id]))
+        return self._decoded[term_id]
+
+    def profile_for(self, label: str) -> list[tuple[str, float]]:
+        """Deep profile (up to 1,000 genes, linear weights) of the label's term, best first; [] if unmapped."""
+        mapping = self.map_label(label)
+        return [] if mapping.marker_term_id is None else list(self.profile(mapping.marker_term_id).items())
+
+    def cancer_profile(self, key: str) -> dict[str, float]:
+        """Deep profile of one cancer type (a key of :attr:`cancer_names`)."""
+        cache_key = "cancer:" + key
+        if cache_key not in self._decoded:
+            self._decoded[cache_key] = dict(_decode(self._cancer_profiles[key]))
+        return self._decoded[cache_key]
 
     def candidates_for_tissue(self, tissue: str) -> list[str]:
         """Usual cell-type names of a tissue (plus types found everywhere), sorted case-insensitively.
@@ -263,9 +300,17 @@ class KnowledgeBase:
         return sorted((self.name(cl) for cl in ids if cl in self.terms), key=str.casefold)
 
 
+def _decode(stored: Any, limit: int | None = None) -> list[tuple[str, float]]:
+    """A stored profile as (gene, weight) pairs: compact ``{"genes", "w"}`` or ``[[gene, weight], …]``."""
+    if isinstance(stored, dict):
+        genes = stored["genes"].split(" ", limit)[:limit] if limit else stored["genes"].split(" ")
+        return [(g, w / WEIGHT_SCALE) for g, w in zip(genes, stored["w"], strict=False)]
+    return [(g, float(w)) for g, w in stored[:limit]]
+
+
 @functools.lru_cache(maxsize=1)
 def knowledge_base() -> KnowledgeBase:
-    """The shipped knowledge base (loaded once, ~0.1 s)."""
+    """The shipped knowledge base (loaded once, well under a second)."""
     return KnowledgeBase.load()
 
 
@@ -282,6 +327,11 @@ def map_labels(labels: list[str]) -> dict[str, LabelMapping]:
 def markers_for(label: str) -> list[tuple[str, float]]:
     """Marker genes (symbol, weight in (0, 1]) of the label's term, best first; [] if unmapped."""
     return knowledge_base().markers_for(label)
+
+
+def profile_for(label: str) -> list[tuple[str, float]]:
+    """Deep profile (up to 1,000 genes, linear weights in (0, 1]) of the label's term, best first; [] if unmapped."""
+    return knowledge_base().profile_for(label)
 
 
 def candidates_for_tissue(tissue: str) -> list[str]:

@@ -16,6 +16,7 @@ SOLVERS: dict[str, str] = {
     "random": "cello1.solvers.random_solver:RandomSolver",
     "markers": "cello1.solvers.markers:MarkerSolver",
     "reference": "cello1.solvers.reference:ReferenceSolver",
+    "ensemble": "cello1.solvers.ensemble:EnsembleSolver",
     "hf": "cello1.solvers.hf:HFSolver",
     "openai": "cello1.solvers.openai_api:OpenAISolver",
     "vllm": "cello1.solvers.vllm_solver:VLLMSolver",

@@ -123,6 +123,9 @@ class Solver:
         """Learn from training puzzles (reference-style solvers); default: nothing."""
         return self
 
+    def prepare(self, puzzles: list[Puzzle]) -> None:
+        """See every puzzle of a run before any is solved (transductive solvers); default: nothing."""
+
     def settings(self) -> dict[str, Any]:
         """Settings recorded with the outputs (e.g. in ``uns``)."""
         return {"solver": self.name, "model": self.model}

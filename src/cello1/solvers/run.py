@@ -165,6 +165,9 @@ def _run(
     writer = None
     if out is not None:
         done, writer = _open_output(Path(out), puzzles, solver, n_samples, repair=repair)
+    # transductive solvers (--transductive) see all of this run's puzzles first, so a
+    # resumed run answers the pending ones exactly as an uninterrupted run would
+    solver.prepare(puzzles)
     pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
     fresh: dict[Key, Prediction] = {}
     bar = _Progress(len(pending), progress)
@@ -301,6 +304,7 @@ def make_prediction(
         completion_tokens=completion.completion_tokens,
         error=completion.error,
         sample=sample,
+        confidence=completion.info.get("confidence"),  # per cell, from solvers that assign
     )
     if repair:
         from cello1.solvers.repair import repair_completion

@@ -6,6 +6,11 @@ traces (same think text, whitespace-normalised) of one puzzle are kept once. Kep
 traces are written as official records (``assistant_msg =
 "<think>…</think>\\n<answer>…</answer>"``), which ``cello1 train sft`` reads.
 
+``min_confidence`` also drops correct traces that were not sure of every cell: a trace
+is kept only when its lowest per-cell confidence (written by the solvers that assign from
+a score matrix: ``markers``, ``reference``, ``ensemble``) reaches it, so the reasoning a
+student learns from backs its answer rather than a lucky guess.
+
 Any solver works as the teacher (``cello1.solvers.get_solver``). The raw traces go
 through the resumable runner into ``{out}.traces.jsonl``: re-running the same command
 after an interruption only asks the teacher for what is missing.
@@ -48,7 +53,7 @@ class NStats:
 @dataclass
 class DistillReport:
     """Outcome of a distillation run: output paths, kept puzzles (one per kept trace), counts per N
-    and the number of duplicate traces dropped.
+    and the numbers of duplicate traces and of correct traces below ``min_confidence`` dropped.
     """
 
     out: Path | None
@@ -56,6 +61,7 @@ class DistillReport:
     kept: list[Puzzle]
     by_n: dict[int, NStats] = field(default_factory=dict)
     duplicates: int = 0
+    low_confidence: int = 0
 
     @property
     def traces(self) -> int:
@@ -123,9 +129,14 @@ def distill(
     traces_path: str | os.PathLike | None = None,
     progress: bool = True,
     limit: int | None = None,
+    min_confidence: float | None = None,
     **solver_options: Any,
 ) -> DistillReport:
-    """Distil correct traces from a teacher; writes ``out`` (official records) if given."""
+    """Distil correct traces from a teacher; writes ``out`` (official records) if given.
+
+    ``min_confidence`` keeps only traces whose every cell has at least that confidence
+    (teachers that write per-cell confidence only).
+    """
     from cello1.solvers.run import load_puzzles, solve
 
     if k < 1:
@@ -147,7 +158,7 @@ def distill(
     if traces_path is None and out is not None:
         traces_path = traces_path_for(out)
     records = solve(puzzle_list, solver, traces_path, progress=progress, **solver_options)
-    report = select_traces(puzzle_list, records)
+    report = select_traces(puzzle_list, records, min_confidence=min_confidence)
     if out is not None:
         if not report.kept:
             raise InputError(
@@ -161,8 +172,28 @@ def distill(
     return report
 
 
-def select_traces(puzzles: list[Puzzle], predictions: list[Prediction]) -> DistillReport:
-    """Rejection sampling + de-duplication over the teacher's predictions."""
+def confident_enough(prediction: Prediction, min_confidence: float | None) -> bool:
+    """Whether every cell of the prediction has at least ``min_confidence`` (always, when that is ``None``).
+
+    Raises :class:`~cello1.errors.InputError` when a threshold is set but the teacher wrote no confidence.
+    """
+    if min_confidence is None:
+        return True
+    if prediction.confidence is None:
+        raise InputError(
+            f"{{min_confidence}} needs a teacher that writes per-cell confidence (markers, reference, ensemble); "
+            f"the predictions of {prediction.solver!r} have none",
+            params=["min_confidence"],
+        )
+    return min(prediction.confidence, default=0.0) >= min_confidence
+
+
+def select_traces(
+    puzzles: list[Puzzle], predictions: list[Prediction], min_confidence: float | None = None
+) -> DistillReport:
+    """Rejection sampling + de-duplication over the teacher's predictions (and the
+    confidence filter when ``min_confidence`` is set).
+    """
     by_id: dict[str, list[Prediction]] = defaultdict(list)
     for prediction in predictions:
         by_id[prediction.id].append(prediction)
@@ -178,6 +209,9 @@ def select_traces(puzzles: list[Puzzle], predictions: list[Prediction]) -> Disti
             stats.traces += 1
             think = accept_trace(rec.prediction, puzzle.answer or [])
             if think is None:
+                continue
+            if not confident_enough(rec, min_confidence):
+                report.low_confidence += 1
                 continue
             stats.accepted += 1
             key = _WS.sub(" ", think).strip()
