@@ -92,7 +92,9 @@ def test_every_puzzle_reading_command_accepts_a_reference(hub_cache, tmp_path):
     manifest = json.loads((tmp_path / "verl" / "reward_function.json").read_text())
     assert manifest["counts"] == {"test": 3}
     distilled = CliRunner().invoke(app, ["distill", ref, "-o", str(tmp_path / "sft.jsonl"), "--no-progress"])
-    assert distilled.exit_code == 2 and "no trace was both correct" in distilled.output  # read, solved, none perfect
+    assert distilled.exit_code == 0, distilled.output
+    kept = read_puzzles(tmp_path / "sft.jsonl")
+    assert kept and all(p.reasoning for p in kept)  # the markers teacher solves some official puzzles perfectly
     assert (tmp_path / "sft.traces.jsonl").exists() and len(
         (tmp_path / "sft.traces.jsonl").read_text().splitlines()
     ) == 3
