@@ -40,12 +40,13 @@ def four_clusters():
 
 def test_prompt_offers_unassigned_and_valid_answer_is_kept(four_clusters):
     llm = ScriptedLLM("Dendritic | CD19+ B | unassigned | CD34+")
-    result = annotate(four_clusters, groupby="louvain", candidates=TYPES, solver=llm, top_k=10)
+    # one type per cluster is opt-in since issue 15 (the default lets types repeat)
+    result = annotate(four_clusters, groupby="louvain", candidates=TYPES, solver=llm, top_k=10, allow_repeats=False)
     shown = llm.seen[0]
     assert shown.candidates == [*TYPES, UNASSIGNED]
     assert "4 cells but only 3 cell types" in shown.user_msg and "'unassigned'" in shown.user_msg
     assert shown.user_msg.count("\nCell ") == 4
-    uns = result.adata.uns["cello1"]
+    uns = result.adata.uns["cello1_cell_type"]
     assert list(uns["clusters"]["label"]) == ["Dendritic", "CD19+ B", UNASSIGNED, "CD34+"]
     conf = np.asarray(uns["clusters"]["confidence"], dtype=float)
     assert conf[[0, 1, 3]].tolist() == [1.0, 1.0, 1.0] and math.isnan(conf[2])
@@ -56,7 +57,9 @@ def test_prompt_offers_unassigned_and_valid_answer_is_kept(four_clusters):
 
 def test_invalid_answer_is_repaired_by_string_similarity(four_clusters):
     llm = ScriptedLLM("dendritic cells | CD19 B | CD19+ B")  # too short, repeated, misspelt
-    answers, _, _ = annotate_clusters(four_clusters, "louvain", TYPES, solver=llm, genes="mean", top_k=10)
+    answers, _, _ = annotate_clusters(
+        four_clusters, "louvain", TYPES, solver=llm, genes="mean", top_k=10, allow_repeats=False
+    )
     labels = [c.label for c in answers[0].calls]
     assert answers[0].repaired
     assert labels[0] == "Dendritic" and labels[1] == "CD19+ B"
@@ -79,9 +82,12 @@ def test_samples_are_sent_in_batches(four_clusters):
     calls = []
     original = llm.solve_batch
     llm.solve_batch = lambda puzzles: calls.append(len(puzzles)) or original(puzzles)
-    result = annotate(data, groupby="louvain", candidates=TYPES, solver=llm, split_by="donor", genes="mean", top_k=5)
+    result = annotate(
+        data, groupby="louvain", candidates=TYPES, solver=llm, split_by="donor", genes="mean", top_k=5,
+        allow_repeats=False,
+    )  # fmt: skip
     assert calls == [2]  # both samples in one backend call
-    assert list(result.adata.uns["cello1"]["clusters"]["split"]) == ["d1"] * 4 + ["d2"] * 4
+    assert list(result.adata.uns["cello1_cell_type"]["clusters"]["split"]) == ["d1"] * 4 + ["d2"] * 4
 
 
 def test_backend_error_is_a_clear_input_error(four_clusters):
@@ -130,9 +136,10 @@ def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     result = annotate(
-        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(tmp_path), max_new_tokens=16, top_k=5
-    )
-    uns = result.adata.uns["cello1"]
+        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(tmp_path), max_new_tokens=16,
+        top_k=5, allow_repeats=False,
+    )  # fmt: skip
+    uns = result.adata.uns["cello1_cell_type"]
     labels = list(uns["clusters"]["label"])
     assert len(labels) == 4 and sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES)
     assert labels.count(UNASSIGNED) == 1 and bool(uns["puzzles"]["repaired"][0])
