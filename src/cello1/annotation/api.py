@@ -221,8 +221,8 @@ def annotate(
     result = AnnotationResult(
         adata=target, table=table, answers=answers, settings=settings, key_added=key_added, warnings=rendered,
         notes=list(run.notes), mapping=mapping_frame(run.mapping), evidence=run.evidence, expression=run.expression,
+        advice=advice,
     )  # fmt: skip
-    result._advice = advice  # the CLI re-renders them with its flag names
     return result
 
 
@@ -458,7 +458,12 @@ def overlap_advice(mapping: list[CandidateMarkers], expr: Expression, strict: bo
         )
         params = ("gene_key", "markers")
     if found == 0 and strict:
-        raise InputError(text.replace("so only 0 of", "so none of"), params=params)
+        head = "gene ids look like Ensembl ids" if expr.ensembl_like else "none of the candidates' marker genes"
+        raise InputError(
+            f"{head}: none of the {total} marker genes are genes of the data (e.g. {example}); "
+            + text.split("; ", 1)[-1].split("? ", 1)[-1],
+            params=params,
+        )
     out = [Advice(text, params)] if found / total < LOW_OVERLAP else []
     for m in mapping:
         if m.markers and m.n_in_data == 0:

@@ -282,7 +282,8 @@ def decide(
         margin = ev.margin_se(k, best, runner) if runner is not None else 10.0
         z, z_top = _finite(ev.z[k, best]), _finite(ev.z_top[k, best])
         conf = confidence_of(margin, z, ev.vote[k, best], calibration)
-        reason = _weak(ev.candidates[best], z, z_top, conf, min_z, min_z_top, min_confidence)
+        # lowering min_z lowers the top-marker gate too, so min_z=-inf forces a call
+        reason = _weak(ev.candidates[best], z, z_top, conf, min_z, min(min_z_top, min_z), min_confidence)
         label = UNKNOWN if reason else ev.candidates[best]
         calls.append(Call(label, best, runner, conf, margin, reason))
     return calls

@@ -6,8 +6,9 @@ Every candidate is mapped once, and *how* is recorded (never silently):
   ``synonym``, ``alias``, ``normalised``, ``fuzzy`` (a near miss; warned about) or
   ``unmapped``;
 * when that is fuzzy or unmapped: a type cello1 curates itself (``cello1 panel``, e.g.
-  tissue-resident memory T cells, see :mod:`cello1.annotation.ontology`), an everyday
-  tumour word (``tumour word`` → malignant cell), or a combined name such as
+  tissue-resident memory T cells, see :mod:`cello1.annotation.ontology`), a short name
+  (``cello1 alias``: "Microglia", "NKs", "OPC" …), an everyday tumour word
+  (``tumour word`` → malignant cell), or a combined name such as
   ``"Microglia/Macrophage"`` whose parts all map (``combined``: the union of their markers);
 * ``markers file``: genes from ``markers=FILE`` (CSV/TSV, JSON or GMT: type → genes),
   merged with the knowledge base (``markers_mode="merge"``, yours first) or replacing it
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cello1.annotation.ontology import EXTRA_TYPES, TUMOUR_WORDS, coarse_label
+from cello1.annotation.ontology import EXTRA_TYPES, NAME_ALIASES, TUMOUR_WORDS, coarse_label
 from cello1.errors import InputError
 from cello1.genes import normalise_gene
 from cello1.vocabulary import label_key
@@ -32,7 +33,7 @@ from cello1.vocabulary import label_key
 MARKER_MODES = ("merge", "replace")
 FILE_FORMATS = ("csv", "tsv", "txt", "json", "gmt")
 # mappings that are exact enough to use without a warning
-CONFIDENT = ("exact", "synonym", "alias", "normalised", "cello1 panel", "tumour word", "combined")
+CONFIDENT = ("exact", "synonym", "alias", "normalised", "cello1 alias", "cello1 panel", "tumour word", "combined")
 TYPE_COLUMNS = ("cell_type", "celltype", "cell type", "type", "label", "name", "cell_type_name")
 GENE_COLUMNS = ("gene", "genes", "marker", "markers", "symbol", "gene_symbol", "gene_name")
 WEIGHT_COLUMNS = ("weight", "score", "weights")
@@ -50,7 +51,7 @@ class CandidateMarkers:
         The Cell Ontology term (``None`` when unmapped or a cello1 panel type).
     how
         ``exact``, ``synonym``, ``alias``, ``normalised``, ``fuzzy``, ``unmapped``,
-        ``cello1 panel``, ``tumour word`` or ``combined``.
+        ``cello1 alias``, ``cello1 panel``, ``tumour word`` or ``combined``.
     score
         Name similarity of a fuzzy match (1.0 otherwise).
     markers_from
@@ -153,26 +154,28 @@ def _fallback(name: str) -> CandidateMarkers | None:
         extra = EXTRA_TYPES[key]
         return CandidateMarkers(name, None, extra.name, "cello1 panel", 1.0, extra.source, extra.coarse,
                                 list(extra.markers), "cello1 panel")  # fmt: skip
+    if key in NAME_ALIASES:
+        target = NAME_ALIASES[key]
+        return _from_mapping(name, map_label(target), "cello1 alias", markers_for(target))
     if key in TUMOUR_WORDS:
         m = map_label("malignant cell")
         return _from_mapping(name, m, "tumour word", markers_for("malignant cell"))
-    parts = [p.strip() for p in name.replace(" or ", "/").replace("+/", "\x00").split("/")]
+    parts = [p.strip() for p in name.replace("+/", "\x00").split("/")]
     parts = [p.replace("\x00", "+/") for p in parts if p]
     if len(parts) < 2:
         return None
-    mapped = [map_label(p) for p in parts]
-    if any(p.how in ("fuzzy", "unmapped") or not p.marker_term_id for p in mapped):
+    entries = [map_candidate(p) for p in parts]
+    if any(e.how in ("fuzzy", "unmapped") or not e.markers for e in entries):
         return None
-    markers = _union([markers_for(p) for p in parts])
-    coarse = {coarse_label(p.term_id) for p in mapped}
+    coarse = {e.coarse for e in entries}
     return CandidateMarkers(
         candidate=name,
         term_id=None,
-        term_name=" + ".join(p.term_name for p in mapped),
+        term_name=" + ".join(str(e.term_name) for e in entries),
         how="combined",
-        markers_from=" + ".join(p.marker_term_name for p in mapped),
+        markers_from=" + ".join(str(e.markers_from) for e in entries),
         coarse=coarse.pop() if len(coarse) == 1 else None,
-        markers=markers,
+        markers=_union([e.markers for e in entries]),
         source="knowledge base",
     )
 

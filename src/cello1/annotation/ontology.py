@@ -97,6 +97,22 @@ for _short, _full in (("trm", "tissue-resident memory T cell"), ("cd8 trm", "CD8
                       ("tissue resident memory t cell", "tissue-resident memory T cell")):  # fmt: skip
     EXTRA_TYPES[_short] = EXTRA_TYPES[label_key(_full)]
 
+# short names the knowledge base does not know (lower case) -> a name it maps exactly
+NAME_ALIASES = {
+    "microglia": "microglial cell",
+    "nks": "natural killer cell",
+    "nk cells": "natural killer cell",
+    "mait": "mucosal-associated invariant T cell",
+    "maits": "mucosal-associated invariant T cell",
+    "opc": "oligodendrocyte precursor cell",
+    "opcs": "oligodendrocyte precursor cell",
+    "ilc": "innate lymphoid cell",
+    "ilcs": "innate lymphoid cell",
+    "gdt": "gamma-delta T cell",
+    "tem": "effector memory T cell",
+    "tcm": "central memory T cell",
+}
+
 TUMOUR_WORDS = {
     label_key(w)
     for w in (
@@ -220,6 +236,7 @@ def coarse_label(term_id: str | None) -> str | None:
 __all__ = [
     "COARSE_TERMS",
     "EXTRA_TYPES",
+    "NAME_ALIASES",
     "PANELS",
     "TUMOUR_WORDS",
     "ExtraType",

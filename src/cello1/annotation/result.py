@@ -46,6 +46,8 @@ class AnnotationResult:
         The marker evidence (:class:`~cello1.annotation.evidence.Evidence`; groups × candidates).
     expression
         The (log-normalised) expression the evidence was measured on (for the report's dotplot).
+    advice
+        The warnings as templates whose ``{parameter}`` fields the command line spells as flags.
     """
 
     adata: Any
@@ -58,6 +60,7 @@ class AnnotationResult:
     mapping: pd.DataFrame = field(default_factory=pd.DataFrame)
     evidence: Any = field(default=None, repr=False)
     expression: Any = field(default=None, repr=False)
+    advice: list[Any] = field(default_factory=list, repr=False)  # the warnings as templates (CLI: flag names)
 
     @property
     def unassigned(self) -> list[str]:

@@ -186,7 +186,7 @@ def command_line() -> str:
 def _use_flags(result) -> None:
     """Warnings name this command's flags (``--gene-key``), in the result and in ``uns``."""
     names = flag_names()
-    rendered = [advice.render(names) for advice in getattr(result, "_advice", [])]
+    rendered = [advice.render(names) for advice in result.advice]
     result.warnings = rendered
     result.adata.uns[result.key_added]["warnings"] = rendered
 
