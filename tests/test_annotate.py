@@ -89,7 +89,9 @@ def test_one_type_per_cluster_and_unassigned_listed(annotated, candidates):
     assert used.is_unique and set(used) <= set(candidates)
     forced = table.loc[table["label"] == "unknown", "top_candidate"]
     assert set(used) | set(forced) == set(candidates)  # 11 clusters > 10 types: every type went somewhere
-    assert list(annotated.adata.uns["cello1_cell_type"]["unassigned"]) == list(table.loc[table["label"] == UNASSIGNED, "cluster"])
+    assert list(annotated.adata.uns["cello1_cell_type"]["unassigned"]) == list(
+        table.loc[table["label"] == UNASSIGNED, "cluster"]
+    )
     assert len(annotated.adata.uns["cello1_cell_type"]["unassigned"]) == 1
 
 

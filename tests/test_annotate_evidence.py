@@ -353,7 +353,7 @@ def test_panels_for_tumours_and_t_cell_states():
     assert map_candidate("tumor cells").term_name == "malignant cell"
     combined = map_candidate("Microglia/Macrophage")
     assert combined.how == "combined" and combined.markers and "microglial cell" in combined.term_name
-    assert {p for p in propose_candidates("blood")} >= {"B cell", "T cell"}
+    assert set(propose_candidates("blood")) >= {"B cell", "T cell"}
     with pytest.raises(InputError, match="panels: glioma, tumour, T cell states"):
         propose_candidates("mars")
 

@@ -67,6 +67,18 @@ def test_invalid_answer_is_repaired_by_string_similarity(four_clusters):
     assert "repaired to" in answers[0].calls[0].reasoning
 
 
+def test_repaired_answer_is_a_stored_warning(four_clusters):
+    llm = ScriptedLLM("dendritic cells | CD19 B | CD19+ B")
+    with pytest.warns(UserWarning, match="was not a valid labelling and was repaired"):
+        result = annotate(four_clusters, "louvain", TYPES, solver=llm, genes="mean", top_k=10, allow_repeats=False)
+    assert any("repaired by string similarity" in w for w in result.warnings)
+    assert list(result.adata.uns["cello1_cell_type"]["warnings"]) == result.warnings
+    flagged = result.table.set_index("cluster")["warnings"]
+    assert "the model wrote 'dendritic cells', repaired to 'Dendritic'" in flagged.iloc[0]
+    # the marker evidence is shown next to an LLM's call too
+    assert result.table["evidence_genes"].str.len().gt(0).any()
+
+
 def test_repeats_allowed_when_asked(four_clusters):
     llm = ScriptedLLM("Dendritic | CD19+ B | CD19+ B | CD34+")
     answers, _, _ = annotate_clusters(four_clusters, "louvain", TYPES, solver=llm, allow_repeats=True, top_k=10)

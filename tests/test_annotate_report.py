@@ -69,7 +69,7 @@ def test_report_renders_in_headless_chromium(result, tmp_path):
     assert "CD4+/CD25 T Reg" in text and "regulatory T cell (CL:0000815)" in text  # the mapping table
     assert "cello1.annotate(adata, 'louvain'" in text  # the exact call
     for row in result.table.itertuples():
-        assert f"data-cluster=\"{row.cluster}\"" in dom.stdout
+        assert f'data-cluster="{row.cluster}"' in dom.stdout
     shot = tmp_path / "page.png"
     rendered = chromium(f"--user-data-dir={profile}", "--window-size=1280,2400", f"--screenshot={shot}", path.as_uri())
     assert rendered.returncode == 0 and shot.exists(), rendered.stderr[-2000:]

@@ -491,8 +491,8 @@ def evidence_answers(adata, run: Run, allow_repeats, per_cell, min_z, min_confid
         cluster_calls = [evidence_call(ev, int(k), calls[k], split, layout.clusters[k]) for k in rows]
         puzzle = _sample_puzzle(adata, layout, rows, run.columns, [c.genes for c in cluster_calls], tissue)
         n_unknown = sum(c.label == UNKNOWN for c in cluster_calls)
-        text = (f"marker evidence for {len(rows)} clusters × {len(run.columns)} types; "
-                f"{'best type per cluster' if allow_repeats else 'one type per cluster'}; {n_unknown} unknown")  # fmt: skip
+        rule = "best type per cluster" if allow_repeats else "one type per cluster"
+        text = f"marker evidence for {len(rows)} clusters × {len(run.columns)} types; {rule}; {n_unknown} unknown"
         answers.append(PuzzleAnswer(puzzle, cluster_calls, text))
     return answers
 

@@ -170,10 +170,11 @@ def _as_float_csr(matrix) -> sp.csr_matrix:
 
 def log_normalise(X: sp.csr_matrix) -> sp.csr_matrix:
     """Counts per ``TARGET_SUM`` + ``log1p``, on a copy (what ``sc.pp.normalize_total`` + ``log1p`` do)."""
-    sums = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    out = sp.csr_matrix(X, dtype=np.float32, copy=True)
+    sums = np.asarray(out.sum(axis=1), dtype=np.float64).ravel()
     sums[sums == 0] = 1.0
-    out = sp.csr_matrix(sp.diags((TARGET_SUM / sums).astype(np.float32)) @ X)
-    out.data = np.log1p(out.data)
+    out.data *= np.repeat((TARGET_SUM / sums).astype(np.float32), np.diff(out.indptr))  # row scaling in place
+    np.log1p(out.data, out=out.data)
     return out
 
 

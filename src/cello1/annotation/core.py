@@ -236,7 +236,7 @@ def repair_labels(
 
 
 def evidence_phrase(ev: Evidence, group: int, column: int, n_genes: int = 5) -> tuple[str, list[str]]:
-    """ "P 0.84, 9.8 SD above random genes, 95% of cells agree" and its evidence genes ("CD79A 0.99", …)."""
+    """The evidence sentence ("P 0.84, 9.8 SD above random genes, 95% of cells agree") and genes ("CD79A 0.99")."""
     genes = [f"{g} {pct:.2f}" for g, pct in ev.evidence_genes(group, column, n_genes)]
     z = ev.z[group, column]
     z_text = f"{z:.1f} SD above random genes" if np.isfinite(z) and z >= 0 else "not above random genes"
@@ -301,7 +301,7 @@ def _soft_warnings(ev: Evidence, group: int, best: int, runner: int | None, call
 def attach_evidence(call: ClusterCall, ev: Evidence, group: int, min_z: float) -> None:
     """Add marker evidence (genes, runner-up, a warning when it contradicts the label) to a puzzle solver's call."""
     column = ev.candidates.index(call.label) if call.label in ev.candidates else None
-    order = [c for c in np.argsort(-np.nan_to_num(ev.P[group], nan=-np.inf), kind="stable")]
+    order = list(np.argsort(-np.nan_to_num(ev.P[group], nan=-np.inf), kind="stable"))
     call.top_candidate = call.label if column is not None else ev.candidates[order[0]]
     runner = next((c for c in order if c != column), None)
     call.runner_up = "" if runner is None else ev.candidates[runner]

@@ -47,7 +47,7 @@ MIN_Z = 1.645  # one-sided p = 0.05 against random gene sets of the same size
 MIN_Z_TOP = 0.0
 SINGLE_CELL_SE = 0.02  # a typical per-cell SD of the paired difference when a cluster has one cell
 # logistic model of "the top candidate is right"; refit with benchmarks/calibrate_annotate.py
-CALIBRATION = {"intercept": -5.1336, "log1p_margin_se": 0.1462, "log1p_z": 0.8617, "vote": 4.6949}
+CALIBRATION = {"intercept": -5.1335, "log1p_margin_se": 0.1465, "log1p_z": 0.8622, "vote": 4.6922}
 
 
 @dataclass
@@ -124,7 +124,7 @@ def cell_percentiles(X: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
 
     ``r0[i]`` is the percentile shared by cell ``i``'s zeros (the mid-rank of the ties);
     ``D`` has ``X``'s sparsity pattern and holds ``percentile − r0`` for the stored values.
-    One lexsort of all stored values; ties (same row, same value) get their mean rank.
+    One sort of all stored values; ties (same row, same value) get their mean rank.
     """
     X = sp.csr_matrix(X, copy=True)
     X.eliminate_zeros()
@@ -135,7 +135,10 @@ def cell_percentiles(X: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
     if X.nnz == 0:
         return r0, X
     rows = np.repeat(np.arange(n_cells), per_row)
-    order = np.lexsort((X.data, rows))
+    # one float64 sort key (row + value scaled into [0, 0.5]) sorts by row, then value: 2-3x faster
+    # than a two-key lexsort; values are non-negative (scaled data is refused upstream)
+    top = float(X.data.max()) or 1.0
+    order = np.argsort(rows + X.data.astype(np.float64) / (2.0 * top), kind="quicksort")
     values, row_of = X.data[order], rows[order]
     position = np.arange(X.nnz) - X.indptr[row_of]  # 0-based position among the row's stored values
     new_run = np.ones(X.nnz, dtype=bool)
@@ -164,7 +167,8 @@ def compute_evidence(
     group (-1: not in any group); ``marker_lists[c]`` holds candidate ``c``'s ``(gene, weight)``.
     """
     X = sp.csr_matrix(X)
-    expressed = np.asarray((X > 0).sum(axis=0)).ravel() > 0
+    expressed = np.bincount(X.indices[X.data > 0], minlength=X.shape[1]) > 0
+    every_gene = bool(expressed.all())
     W = marker_weights(marker_lists, np.asarray(genes)[expressed])
     n_groups, n_cand = len(groups), len(candidates)
     wsum = W.sum(axis=1)
@@ -180,7 +184,8 @@ def compute_evidence(
     gene_means = np.zeros((n_groups, int(expressed.sum())))
     for start in range(0, X.shape[0], CHUNK):
         stop = min(start + CHUNK, X.shape[0])
-        r0, D = cell_percentiles(X[start:stop][:, expressed])
+        block_X = X[start:stop] if every_gene else X[start:stop][:, expressed]
+        r0, D = cell_percentiles(block_X)
         P_cells[start:stop] = r0[:, None] + np.asarray(D @ Wn.T)
         Ptop_cells[start:stop] = r0[:, None] + np.asarray(D @ Wtop_n.T)
         block = codes[start:stop]

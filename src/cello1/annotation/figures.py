@@ -12,12 +12,16 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cello1.errors import InputError
 from cello1.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GREY = "#9e9e9e"
 NO_CALL = ("unknown", "unassigned")
@@ -40,7 +44,7 @@ def palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def embedding_figure(adata, key: str, basis: str | None, groupby: str | None = None):
+def embedding_figure(adata, key: str, basis: str | None, groupby: str | None = None) -> Figure:
     """Scatter of ``obsm[basis]`` coloured by ``obs[key]``; each cluster's id is written at its median."""
     if basis is None:
         raise InputError(
@@ -81,7 +85,7 @@ def _draw_cluster_ids(ax, coords: np.ndarray, clusters: pd.Series) -> None:
                 path_effects=[effects.withStroke(linewidth=3, foreground="white")])  # fmt: skip
 
 
-def heatmap_figure(z: pd.DataFrame, chosen: list[str | None], title: str = "marker evidence"):
+def heatmap_figure(z: pd.DataFrame, chosen: list[str | None], title: str = "marker evidence") -> Figure:
     """Clusters × candidates heatmap of ``z`` (SD above random genes); each cluster's label boxed."""
     values = z.to_numpy(dtype=float)
     n_rows, n_cols = values.shape
@@ -115,7 +119,7 @@ def _box(x: int, y: int):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.6)
 
 
-def dotplot_figure(X, genes: np.ndarray, groups: pd.Series, markers: dict[str, list[str]]):
+def dotplot_figure(X, genes: np.ndarray, groups: pd.Series, markers: dict[str, list[str]]) -> Figure | None:
     """Scanpy ``dotplot`` of each assigned type's top markers (columns) across clusters (rows)."""
     import anndata as ad
     import matplotlib.pyplot as plt

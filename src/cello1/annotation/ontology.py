@@ -92,9 +92,13 @@ EXTRA_TYPES = {
         ),
     )
 }
-for _short, _full in (("trm", "tissue-resident memory T cell"), ("cd8 trm", "CD8-positive, alpha-beta tissue-resident memory T cell"),
-                      ("cd4 trm", "CD4-positive, alpha-beta tissue-resident memory T cell"),
-                      ("tissue resident memory t cell", "tissue-resident memory T cell")):  # fmt: skip
+_SHORT_NAMES = {
+    "trm": "tissue-resident memory T cell",
+    "tissue resident memory t cell": "tissue-resident memory T cell",
+    "cd8 trm": "CD8-positive, alpha-beta tissue-resident memory T cell",
+    "cd4 trm": "CD4-positive, alpha-beta tissue-resident memory T cell",
+}
+for _short, _full in _SHORT_NAMES.items():
     EXTRA_TYPES[_short] = EXTRA_TYPES[label_key(_full)]
 
 # short names the knowledge base does not know (lower case) -> a name it maps exactly

@@ -28,14 +28,16 @@ DOTPLOT_GENES = 4  # markers per assigned type in the dotplot
 LOW_CONFIDENCE = 0.5
 
 STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1200px;
-       color: #1b1b1b; line-height: 1.4; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto;
+       max-width: 1200px; color: #1b1b1b; line-height: 1.4; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; }
+h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
 .summary { color: #555; } pre { background: #f5f5f5; padding: .6rem; overflow-x: auto; white-space: pre-wrap; }
 .warnings { background: #fff4e5; border-left: 5px solid #f0a020; padding: .5rem 1rem; }
 .warnings li { margin: .25rem 0; } .ok { background: #eef8ee; border-left: 5px solid #4caf50; padding: .5rem 1rem; }
-table { border-collapse: collapse; width: 100%; font-size: .85rem; } th, td { border: 1px solid #ddd; padding: .3rem .4rem;
-  text-align: left; vertical-align: top; } th { background: #f0f0f0; }
+table { border-collapse: collapse; width: 100%; font-size: .85rem; }
+th, td { border: 1px solid #ddd; padding: .3rem .4rem; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
 tr.no-call td { background: #f2f2f2; color: #666; } tr.low td.conf { color: #b00020; font-weight: bold; }
 tr.flag td { background: #fff4e5; } img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
 .note { color: #666; font-style: italic; }
@@ -177,9 +179,7 @@ def _clusters_table(table: pd.DataFrame) -> str:
         label = r.label if r.label not in NO_CALL else f"{r.label} (best: {r.top_candidate or '–'})"
         cells = [name, r.n_cells, label, r.coarse_label, "–" if not np.isfinite(conf) else f"{conf:.2f}",
                  r.evidence_genes or "–", r.runner_up or "–", r.warnings or ""]  # fmt: skip
-        tds = "".join(
-            f"<td class='conf'>{_e(c)}</td>" if i == 4 else f"<td>{_e(c)}</td>" for i, c in enumerate(cells)
-        )
+        tds = "".join(f"<td class='conf'>{_e(c)}</td>" if i == 4 else f"<td>{_e(c)}</td>" for i, c in enumerate(cells))
         rows.append(f"<tr class='{' '.join(css)}' data-cluster='{_e(name)}'>{tds}</tr>")
     ths = "".join(f"<th>{_e(h)}</th>" for h in head)
     return f"<table id='clusters'><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

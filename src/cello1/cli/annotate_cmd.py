@@ -11,19 +11,17 @@ import typer
 
 from cello1.cli._common import cli_errors, flag_names, given_options
 
-HELP = """Label the clusters of your own AnnData with the cell types you expect.
-
-By default (--solver markers) every cluster gets the candidate whose marker genes stand
-out most in its cells; a type may label several clusters and some types none, because
-clusterings are usually finer than the type list. A cluster where no candidate's markers
-are clearly above random genes is called 'unknown' (--min-z; --min-confidence adds a
-confidence threshold). --one-per-cluster uses each type at most once (Cell-o1's rule):
-with more clusters than types the leftovers are 'unassigned'.
-
-Raw counts / TPM are normalised on a copy; a scaled .X is skipped for .raw. Warnings
-(gene ids, unmapped candidates, normalisation, weak clusters …) are printed and stored
-in uns[KEY]['warnings']; the candidate → Cell Ontology mapping is printed and stored.
-"""
+HELP = (
+    "Label the clusters of your own AnnData with the cell types you expect.\n\n"
+    "By default (--solver markers) every cluster gets the candidate whose marker genes stand out most in its "
+    "cells; a type may label several clusters and some types none, because clusterings are usually finer than "
+    "the type list. A cluster where no candidate's markers are clearly above random genes is called 'unknown' "
+    "(--min-z; --min-confidence adds a confidence threshold). --one-per-cluster uses each type at most once "
+    "(Cell-o1's rule): with more clusters than types the leftovers are 'unassigned'.\n\n"
+    "Raw counts / TPM are normalised on a copy; a scaled .X is skipped for .raw. Warnings (gene ids, unmapped "
+    "candidates, normalisation, weak clusters …) are printed and stored in uns[KEY]['warnings']; the candidate → "
+    "Cell Ontology mapping is printed and stored. --report writes a self-contained HTML report."
+)
 
 
 @cli_errors
@@ -50,8 +48,9 @@ def annotate(
     ] = "markers",
     tissue: Annotated[
         str | None,
-        typer.Option(help="Propose candidates for this tissue (blood, lung, brain …) or panel (glioma, tumour, "
-                     "'T cell states')."),  # fmt: skip
+        typer.Option(
+            help="Propose candidates for this tissue (blood, lung, brain …) or panel (glioma, tumour, 'T cell states')."
+        ),  # fmt: skip
     ] = None,
     markers: Annotated[
         Path | None,
