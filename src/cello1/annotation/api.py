@@ -189,14 +189,14 @@ def annotate(
         ``.to_csv()``, ``.plot()``, ``.report()``. Writes ``obs[key_added]``,
         ``obs[key_added + "_coarse"]``, ``obs[key_added + "_confidence"]`` and ``uns[key_added]``.
     """
+    if not key_added or not str(key_added).strip():
+        raise InputError("{key_added} must be a non-empty name", params=["key_added"])
     answers, settings, cands, run = _decide(
         adata, groupby, candidates, solver=solver, tissue=tissue, split_by=split_by, markers=markers,
         markers_mode=markers_mode, allow_repeats=allow_repeats, per_cell=per_cell, min_z=min_z,
         min_confidence=min_confidence, gene_key=gene_key, genes=genes, top_k=top_k, layer=layer, use_raw=use_raw,
         marker_method=marker_method, progress=progress, solver_options=solver_options,
     )  # fmt: skip
-    if not key_added or not str(key_added).strip():
-        raise InputError("{key_added} must be a non-empty name", params=["key_added"])
     settings["key_added"] = key_added
     settings["command"] = command or python_call(groupby, candidates, solver, settings)
     target = adata if inplace else adata.copy()
@@ -308,10 +308,11 @@ def _decide(
             solver_options, min_z,
         )  # fmt: skip
         settings["solver"] = solver_settings(solver_obj, solver_options)
+    described = genes if genes is not None or uses_evidence else "markers"  # how clusters were described
     settings |= {
-        "genes": genes if genes is not None or uses_evidence else "markers",
+        "genes": described,
         "top_k": top_k,
-        "marker_method": marker_method if (genes or ("markers" if not uses_evidence else None)) == "markers" else None,
+        "marker_method": marker_method if described == "markers" else None,
         "n_puzzles": len(answers),
     }
     set_coarse(answers, run)
@@ -381,7 +382,10 @@ def measure(
     layout = group_layout(adata.obs, groupby, split_by)
     expr = expression_source(adata, layer=layer, use_raw=use_raw, gene_key=gene_key)
     for note in expr.notes:
-        (advice.append(Advice(note)) if "normalised copy" in note else notes.append(note))
+        if "normalised copy" in note:  # the data were changed (on a copy): a warning, not a note
+            advice.append(Advice(note))
+        else:
+            notes.append(note)
     mapping = candidate_markers(chosen, user, markers_mode)
     columns = sorted(chosen)
     by_name = {m.candidate: m for m in mapping}

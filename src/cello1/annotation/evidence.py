@@ -280,7 +280,7 @@ def decide(
     for k in range(len(ev.groups)):
         best = choice[k]
         if best is None or not np.isfinite(P[k, best]):
-            calls.append(Call(_no_call(best), None, _first(P[k]), float("nan"), 0.0, _why_none(best, P[k])))
+            calls.append(Call(_no_call(best), None, _first(P[k]), float("nan"), 0.0, _why_none(best)))
             continue
         others = [c for c in np.argsort(-P[k], kind="stable") if c != best and np.isfinite(P[k, c])]
         runner = int(others[0]) if others else None
@@ -300,7 +300,7 @@ def _no_call(best) -> str:
     return UNASSIGNED if best is None else UNKNOWN
 
 
-def _why_none(best, row) -> str:
+def _why_none(best) -> str:
     if best is None:
         return "one type per cluster: every type went to a cluster that fits it better"
     return "no candidate has marker genes in the data"

@@ -106,7 +106,9 @@ def heatmap_figure(z: pd.DataFrame, chosen: list[str | None], title: str = "mark
         for i in range(n_rows):
             for j in range(n_cols):
                 if np.isfinite(values[i, j]):
-                    ax.text(j, i, f"{values[i, j]:.0f}", ha="center", va="center", fontsize=6, color="#222222")
+                    text = f"{values[i, j]:.0f}"
+                    colour = "white" if abs(values[i, j]) > 0.6 * limit else "#222222"  # readable on dark cells
+                    ax.text(j, i, "0" if text == "-0" else text, ha="center", va="center", fontsize=6, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="z: markers vs random genes (SD)")
     ax.set_title(f"{title}; boxed = the cluster's label")
     fig.tight_layout()
