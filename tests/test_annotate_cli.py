@@ -50,9 +50,12 @@ def test_annotate_writes_h5ad_csv_plot_and_keeps_input(workdir):
     assert isinstance(labels.dtype, pd.CategoricalDtype) and labels.notna().all()
     csv = pd.read_csv(workdir / "out_clusters.csv")  # default: next to the output
     assert list(csv.columns[:3]) == ["cluster", "label", "confidence"] and len(csv) == 11
-    assert list(csv["label"]) == list(annotated.uns["cello1"]["clusters"]["label"])
+    assert list(csv["label"]) == list(annotated.uns["cello1_cell_type"]["clusters"]["label"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "unassigned clusters:" in result.output
+    # issue 15: types may repeat by default (no cluster left unassigned), and the candidate →
+    # Cell Ontology mapping is printed
+    assert "unassigned clusters:" not in result.output
+    assert "CD4+/CD25 T Reg → regulatory T cell [CL:0000815] (alias;" in result.output
     assert leftovers(workdir) == []
 
 
@@ -60,12 +63,12 @@ def test_comma_list_custom_csv_and_mean_genes(workdir):
     out, csv = workdir / "few.h5ad", workdir / "calls.csv"
     result = run(
         workdir / "pbmc.h5ad", "-g", "louvain", "-c", "CD19+ B,CD34+,Dendritic", "-o", out,
-        "--csv", csv, "--genes", "mean", "--top-k", "20",
+        "--csv", csv, "--genes", "mean", "--top-k", "20", "--one-per-cluster",  # opt-in since issue 15
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     table = pd.read_csv(csv)
     assert (table["label"] == "unassigned").sum() == 8
-    settings = ad.read_h5ad(out).uns["cello1"]["settings"]
+    settings = ad.read_h5ad(out).uns["cello1_cell_type"]["settings"]
     assert settings["genes"] == "mean" and int(settings["top_k"]) == 20
 
 

@@ -11,7 +11,7 @@ The public API is flat, celltypist-style; heavy parts load lazily::
 
 from __future__ import annotations
 
-from cello1._lazy import lazy_getattr
+from cello1._lazy import lazy_dir, lazy_getattr
 from cello1.puzzle import SYSTEM_MSG, Puzzle, parse_record, render_record
 
 __version__ = "0.1.0"
@@ -31,6 +31,7 @@ _LAZY = {
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+__dir__ = lazy_dir(globals(), _LAZY)
 
 
 __all__ = ["SYSTEM_MSG", "Puzzle", "__version__", "parse_record", "render_record", *_LAZY]

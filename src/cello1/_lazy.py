@@ -16,3 +16,12 @@ def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def lazy_dir(module_globals: Mapping[str, Any], names: Mapping[str, str]) -> Callable[[], list[str]]:
+    """A module ``__dir__`` listing the lazy attributes too (so ``dir(cello1)`` shows ``annotate``)."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(module_globals) | set(names))
+
+    return __dir__

@@ -9,7 +9,11 @@ LLM solvers get the puzzle text with ``unassigned`` offered as an extra candidat
 needed and a one-sentence note on the rules (see :func:`~cello1.annotation.puzzles.llm_view`);
 an invalid answer is repaired by an optimal assignment over string similarity.
 
-Confidence (0–1, per cluster):
+The default annotator (``solver="markers"``) does not go through puzzles: it labels
+clusters from marker evidence measured on the cells (:mod:`cello1.annotation.evidence`),
+see :func:`answers_from_evidence`; its confidence is calibrated.
+
+Confidence (0–1, per cluster) of the puzzle solvers:
 
 * score-matrix solvers: the scores are standardised over the whole matrix
   (z = (s − mean) / sd), then confidence = sigmoid(z_chosen − z_best_other), i.e. a
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cello1.annotation.evidence import UNKNOWN, Call, Evidence
 from cello1.annotation.puzzles import ClusterPuzzle, llm_view
 from cello1.assignment import argmax_assignment, optimal_assignment
 from cello1.errors import InputError
@@ -49,6 +54,11 @@ class ClusterCall:
     reasoning: str
     genes: list[str] = field(default_factory=list)
     scores: list[float] | None = None  # one per candidate (sorted candidates), when known
+    top_candidate: str = ""  # the best-supported candidate, also when the label is unknown
+    runner_up: str = ""
+    coarse: str = ""  # the broad type of the label (T cell for CD8 T cells)
+    evidence_genes: list[str] = field(default_factory=list)  # "GENE 0.97": marker, mean within-cell percentile
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +182,7 @@ def _answer_from_text(
     for i, label in enumerate(labels):
         said = raw[i] if i < len(raw) else "(nothing)"
         note = "" if not repaired else f" Model answer {said!r}, repaired to {label!r}."
+        changed = repaired and label_key(said) != label_key(label)
         calls.append(
             ClusterCall(
                 split=puzzle.split,
@@ -181,6 +192,7 @@ def _answer_from_text(
                 confidence=float("nan") if label == UNASSIGNED else similarity[i],
                 reasoning=f"{solver.name}: {said}.{note}",
                 genes=list(puzzle.cells[i]),
+                warnings=[f"LLM answer repaired: the model wrote {said!r}, repaired to {label!r}"] if changed else [],
             )
         )
     return PuzzleAnswer(puzzle, calls, think or completion.text, repaired=repaired)
@@ -218,3 +230,85 @@ def repair_labels(
         raw, candidates, n, allow_repeats=allow_repeats, keep_unassigned=not allow_repeats
     )
     return [UNASSIGNED if label is None else label for label in labels], similarity, True
+
+
+# ---- marker evidence ----------------------------------------------------------------------
+
+
+def evidence_phrase(ev: Evidence, group: int, column: int, n_genes: int = 5) -> tuple[str, list[str]]:
+    """The evidence sentence ("P 0.84, 9.8 SD above random genes, 95% of cells agree") and genes ("CD79A 0.99")."""
+    genes = [f"{g} {pct:.2f}" for g, pct in ev.evidence_genes(group, column, n_genes)]
+    z = ev.z[group, column]
+    z_text = f"{z:.1f} SD above random genes" if np.isfinite(z) and z >= 0 else "not above random genes"
+    if np.isfinite(z) and z < 0:
+        z_text = f"{-z:.1f} SD below random genes"
+    phrase = f"P {ev.P[group, column]:.2f}, {z_text}, {ev.vote[group, column]:.0%} of cells agree"
+    return phrase, genes
+
+
+def evidence_call(ev: Evidence, group: int, call: Call, split: str, cluster: str) -> ClusterCall:
+    """A :class:`ClusterCall` from the marker-evidence decision for one group."""
+    top = call.best if call.best is not None else call.runner_up
+    runner = call.runner_up if call.best is not None else None
+    warnings = [call.reason] if call.reason else []
+    genes: list[str] = []
+    if top is None:
+        reasoning = f"{call.label.capitalize()}: {call.reason}."
+    else:
+        phrase, genes = evidence_phrase(ev, group, top)
+        head = (
+            ev.candidates[top]
+            if call.label not in (UNKNOWN, UNASSIGNED)
+            else f"{call.label} (best: {ev.candidates[top]})"
+        )
+        reasoning = f"{head}. Evidence: {phrase}; markers {', '.join(genes[:5]) or 'none'}."
+        if runner is not None:
+            reasoning += (
+                f" Runner-up: {ev.candidates[runner]} (P {ev.P[group, runner]:.2f}, lead {call.margin_se:.1f} SE)."
+            )
+        if call.reason:
+            reasoning += f" {call.reason[0].upper()}{call.reason[1:]}."
+        if call.label not in (UNKNOWN, UNASSIGNED):
+            warnings += _soft_warnings(ev, group, top, runner, call)
+    return ClusterCall(
+        split=split,
+        cluster=cluster,
+        n_cells=int(ev.n_cells[group]),
+        label=call.label,
+        confidence=call.confidence if call.label != UNASSIGNED else float("nan"),
+        reasoning=reasoning,
+        genes=[g.split(" ")[0] for g in genes],
+        scores=[float(v) for v in ev.P[group]],
+        top_candidate="" if top is None else ev.candidates[top],
+        runner_up="" if runner is None else ev.candidates[runner],
+        evidence_genes=genes,
+        warnings=warnings,
+    )
+
+
+def _soft_warnings(ev: Evidence, group: int, best: int, runner: int | None, call: Call) -> list[str]:
+    out = []
+    if runner is not None and 0.0 <= call.margin_se < 1.0:
+        out.append(f"close call: runner-up {ev.candidates[runner]} within {call.margin_se:.1f} SE")
+    if ev.vote[group, best] < 0.5:
+        out.append(f"mixed cluster: only {ev.vote[group, best]:.0%} of its cells prefer {ev.candidates[best]}")
+    own = int(np.nanargmax(np.where(np.isfinite(ev.P[group]), ev.P[group], -np.inf)))
+    if own != best:
+        out.append(f"its best-supported type, {ev.candidates[own]}, went to another cluster (one type per cluster)")
+    return out
+
+
+def attach_evidence(call: ClusterCall, ev: Evidence, group: int, min_z: float) -> None:
+    """Add marker evidence (genes, runner-up, a warning when it contradicts the label) to a puzzle solver's call."""
+    column = ev.candidates.index(call.label) if call.label in ev.candidates else None
+    order = list(np.argsort(-np.nan_to_num(ev.P[group], nan=-np.inf), kind="stable"))
+    call.top_candidate = call.label if column is not None else ev.candidates[order[0]]
+    runner = next((c for c in order if c != column), None)
+    call.runner_up = "" if runner is None else ev.candidates[runner]
+    if column is None:
+        return
+    phrase, genes = evidence_phrase(ev, group, column)
+    call.evidence_genes = genes
+    z = ev.z[group, column]
+    if not np.isfinite(z) or z < min_z:
+        call.warnings.append(f"marker evidence does not support {call.label} here ({phrase})")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cello1.annotation.clusters import Expression, describe_clusters
+from cello1.annotation.evidence import UNKNOWN
 from cello1.data.context import context_columns, context_sentence
 from cello1.errors import InputError
 from cello1.puzzle import Puzzle
@@ -51,20 +52,58 @@ def parse_candidates(value: str | os.PathLike | Iterable[str] | None) -> list[st
     """Candidates from a list, a file (one per line, ``#`` comments) or a string.
 
     A string is split on ``;`` when it holds one (cell type names may contain commas,
-    e.g. "CD4-positive, alpha-beta T cell"), else on ``,``. Duplicates are dropped.
+    e.g. "CD4-positive, alpha-beta T cell"), else on ``,`` — but comma-separated pieces
+    that together spell a Cell Ontology name are kept together. Duplicates are dropped.
     """
+    return split_candidates(value)[0]
+
+
+def split_candidates(value: str | os.PathLike | Iterable[str] | None) -> tuple[list[str], str]:
+    """:func:`parse_candidates` plus a sentence saying how a string was split ("" for lists and files)."""
     if value is None:
-        return []
+        return [], ""
+    note = ""
     if isinstance(value, os.PathLike) or (isinstance(value, str) and _looks_like_file(value)):
         path = Path(value)
         if not path.is_file():
-            raise InputError(f"candidates file {path} not found; pass an existing file or a comma-separated list")
+            raise InputError(
+                f"candidates file {path} not found; pass an existing file (one name a line) or a list 'A;B;C'"
+            )
         items = [line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()]
     elif isinstance(value, str):
-        items = value.split(";" if ";" in value else ",")
+        if ";" in value:
+            items = value.split(";")
+        else:
+            items, note = _split_on_commas(value)
     else:
         items = [str(v) for v in value]
-    return list(dict.fromkeys(s.strip() for s in items if s and s.strip()))
+    return list(dict.fromkeys(s.strip() for s in items if s and s.strip())), note
+
+
+def _split_on_commas(value: str) -> tuple[list[str], str]:
+    """Split on commas, re-joining runs of pieces that form a Cell Ontology name or synonym."""
+    pieces = [p.strip() for p in value.split(",")]
+    if len([p for p in pieces if p]) < 2:
+        return pieces, ""
+    from cello1.knowledge import map_label
+
+    items, kept, i = [], [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i + 1, -1):  # longest run first
+            joined = ", ".join(pieces[i:j])
+            if map_label(joined).how in ("exact", "synonym"):
+                items.append(joined)
+                kept.append(joined)
+                i = j
+                break
+        else:
+            items.append(pieces[i])
+            i += 1
+    names = [s for s in items if s]
+    note = f"candidates split on ',' into {len(names)} names: {' | '.join(names)}"
+    if kept:
+        note += f" (kept whole as Cell Ontology names: {' | '.join(kept)})"
+    return items, note + "; separate names with ';' when they contain commas"
 
 
 def _looks_like_file(value: str) -> bool:
@@ -75,25 +114,33 @@ def _looks_like_file(value: str) -> bool:
     return "," not in value and ";" not in value and value.lower().endswith((".txt", ".csv", ".tsv", ".list"))
 
 
-def resolve_candidates(candidates, tissue: str | None) -> list[str]:
-    """The user's candidates, or the knowledge base's proposal for ``tissue``."""
+def resolve_candidates(candidates, tissue: str | None, marker_types: list[str] | None = None) -> list[str]:
+    """The user's candidates, else the panel / knowledge-base proposal for ``tissue``,
+    else the types of the user's marker file (``marker_types``).
+    """
     chosen = parse_candidates(candidates)
     if not chosen and tissue:
-        from cello1.knowledge import candidates_for_tissue
+        from cello1.annotation.ontology import propose_candidates
 
-        chosen = parse_candidates(candidates_for_tissue(tissue))
+        chosen = parse_candidates(propose_candidates(tissue))
         if not chosen:
             raise InputError(
                 f"the marker knowledge base has no cell types for tissue {tissue!r}; pass {{candidates}}",
                 params=["candidates"],
             )
+    if not chosen and marker_types:
+        chosen = list(dict.fromkeys(marker_types))
     if not chosen:
         raise InputError(
-            "no candidate cell types given; pass {candidates}='A,B,C' (or a file, one per line) or {tissue}",
-            params=["candidates", "tissue"],
+            "no candidate cell types given; pass {candidates}='A;B;C' (or a file, one per line), {tissue} or {markers}",
+            params=["candidates", "tissue", "markers"],
         )
-    if any(c.lower() == UNASSIGNED for c in chosen):
-        raise InputError(f"{UNASSIGNED!r} is reserved for leftover clusters; remove it from the candidates")
+    reserved = [c for c in chosen if c.lower() in (UNASSIGNED, UNKNOWN)]
+    if reserved:
+        raise InputError(
+            f"{reserved[0]!r} is reserved for clusters without a type; remove it from the candidates",
+            params=["candidates"],
+        )
     return chosen
 
 
@@ -118,6 +165,73 @@ def cluster_labels(obs: pd.DataFrame, groupby: str) -> pd.Series:
             f"{{groupby}} column {groupby!r} has no values; pick the column holding cluster ids", params=["groupby"]
         )
     return labels
+
+
+def check_groupby(obs: pd.DataFrame, groupby: str) -> list[str]:
+    """Refuse a ``groupby`` column that holds measurements, not cluster ids; return warnings
+    for numeric columns that plausibly hold cluster ids.
+    """
+    check_column(obs, groupby, "groupby")
+    column = obs[groupby]
+    if isinstance(column.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(column):
+        return []
+    values = column.dropna().to_numpy(dtype=float)
+    n_distinct = len(np.unique(values))
+    fractional = values.size > 0 and not np.allclose(values, np.round(values))
+    if fractional or n_distinct > max(100, len(values) // 10):
+        raise InputError(
+            f"{{groupby}} column {groupby!r} looks continuous ({column.dtype}, {n_distinct} distinct values), not "
+            "like cluster ids; pick the column holding clusters (e.g. leiden or louvain)",
+            params=["groupby"],
+        )
+    return [f"groupby column {groupby!r} is numeric ({column.dtype}); its {n_distinct} values are taken as cluster ids"]
+
+
+@dataclass
+class GroupLayout:
+    """The (sample, cluster) groups of a run: per cell its group row, per group its names and size."""
+
+    codes: np.ndarray  # per cell; -1 for cells without a cluster or sample
+    splits: list[str]
+    clusters: list[str]
+    n_cells: list[int]
+    groupby: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """``cluster``, or ``sample/cluster`` when split by sample."""
+        return [c if s == POOLED else f"{s}/{c}" for s, c in zip(self.splits, self.clusters, strict=True)]
+
+    def batches(self) -> list[np.ndarray]:
+        """Group rows of each sample, in order (one-to-one assignment is per sample)."""
+        order = list(dict.fromkeys(self.splits))
+        return [np.flatnonzero(np.asarray(self.splits) == s) for s in order]
+
+
+def group_layout(obs: pd.DataFrame, groupby: str, split_by: str | None = None) -> GroupLayout:
+    """Groups = clusters within each sample (``split_by``), in sample then cluster order."""
+    labels = cluster_labels(obs, groupby)
+    if split_by is not None:
+        check_column(obs, split_by, "split_by")
+        splits = obs[split_by].astype(str).where(obs[split_by].notna(), None)
+        split_names = _cluster_order(splits, obs[split_by])
+    else:
+        splits = pd.Series(POOLED, index=obs.index)
+        split_names = [POOLED]
+    order = _cluster_order(labels, obs[groupby])
+    keys = list(zip(splits.tolist(), labels.tolist(), strict=True))
+    valid = (splits.notna() & labels.notna()).to_numpy()
+    group_splits, group_clusters, index = [], [], {}
+    for split in split_names:
+        present = set(labels[valid & (splits == split).to_numpy()])
+        for cluster in order:
+            if cluster in present:
+                index[(split, cluster)] = len(group_splits)
+                group_splits.append(split)
+                group_clusters.append(cluster)
+    codes = np.array([index.get(k, -1) if ok else -1 for k, ok in zip(keys, valid, strict=True)], dtype=np.int64)
+    n_cells = np.bincount(codes[codes >= 0], minlength=len(group_splits)).tolist()
+    return GroupLayout(codes, group_splits, group_clusters, [int(n) for n in n_cells], groupby)
 
 
 def _cluster_order(labels: pd.Series, column: pd.Series) -> list[str]:

@@ -1,4 +1,4 @@
-"""Write the decisions back: ``obs`` column, ``uns['cello1']``, CSV, plot, h5ad file.
+"""Write the decisions back: ``obs`` columns, ``uns[key_added]``, CSV, plot, h5ad file.
 
 Everything put in ``uns`` is a plain string / number / bool / numpy array or a dict of
 those, so ``write_h5ad`` + ``read_h5ad`` round-trips it. Files are written to a temporary
@@ -15,37 +15,47 @@ import numpy as np
 import pandas as pd
 
 from cello1.annotation.core import PuzzleAnswer
+from cello1.annotation.evidence import UNKNOWN
 from cello1.annotation.puzzles import POOLED
 from cello1.errors import InputError
 from cello1.io import atomic_path
 from cello1.vocabulary import UNASSIGNED
 
-UNS_KEY = "cello1"
+TABLE_COLUMNS = [
+    "split", "cluster", "label", "coarse_label", "confidence", "n_cells", "top_candidate", "runner_up",
+    "evidence_genes", "top_genes", "warnings", "reasoning",
+]  # fmt: skip
 
 
 def cluster_table(answers: list[PuzzleAnswer]) -> pd.DataFrame:
-    """One row per (sample, cluster): label, confidence, size, genes, reasoning."""
+    """One row per (sample, cluster): label, coarse label, confidence, size, evidence, warnings, reasoning."""
     rows = [
         {
             "split": call.split,
             "cluster": call.cluster,
             "label": call.label,
+            "coarse_label": call.coarse or call.label,
             "confidence": call.confidence,
             "n_cells": call.n_cells,
+            "top_candidate": call.top_candidate,
+            "runner_up": call.runner_up,
+            "evidence_genes": ", ".join(call.evidence_genes),
             "top_genes": ", ".join(call.genes[:10]),
+            "warnings": " | ".join(call.warnings),
             "reasoning": call.reasoning,
         }
         for answer in answers
         for call in answer.calls
     ]
-    return pd.DataFrame(rows, columns=["split", "cluster", "label", "confidence", "n_cells", "top_genes", "reasoning"])
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def label_categories(labels: list[str], candidates: list[str]) -> list[str]:
-    """Used labels in candidate order, ``unassigned`` last."""
+    """Used labels in candidate order, then ``unknown`` and ``unassigned``."""
     used = set(labels)
     ordered = [c for c in sorted(candidates) if c in used]
-    return ordered + ([UNASSIGNED] if UNASSIGNED in used else [])
+    ordered += sorted(used - set(ordered) - {UNKNOWN, UNASSIGNED})  # e.g. coarse labels
+    return ordered + [x for x in (UNKNOWN, UNASSIGNED) if x in used]
 
 
 def write_labels(
@@ -57,9 +67,11 @@ def write_labels(
     candidates: list[str],
     settings: dict[str, Any],
     key_added: str = "cello1_cell_type",
+    extra: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Set ``obs[key_added]`` (categorical), ``obs[key_added + '_confidence']`` and
-    ``uns['cello1']``; returns the cluster table.
+    """Set ``obs[key_added]`` (categorical), ``obs[key_added + '_coarse']``,
+    ``obs[key_added + '_confidence']`` and ``uns[key_added]``; returns the cluster table.
+    ``extra`` adds entries to the ``uns`` record (evidence, mapping, warnings …).
     """
     table = cluster_table(answers)
     clusters = adata.obs[groupby].astype(str).where(adata.obs[groupby].notna(), None)
@@ -68,21 +80,32 @@ def write_labels(
         if split_by is not None
         else pd.Series(POOLED, index=adata.obs.index)
     )
-    keys = splits + "\x00" + clusters  # NaN where either is missing
-    lookup = table.assign(key=table["split"] + "\x00" + table["cluster"]).set_index("key")
+    cells = pd.MultiIndex.from_arrays([splits.to_numpy(dtype=object), clusters.to_numpy(dtype=object)])
+    rows = pd.MultiIndex.from_arrays([table["split"].astype(str), table["cluster"].astype(str)]).get_indexer(cells)
+    found = rows >= 0
+
+    def per_cell(column: str) -> np.ndarray:
+        values = np.full(len(rows), None, dtype=object)
+        values[found] = table[column].to_numpy(dtype=object)[rows[found]]
+        return values
+
     categories = label_categories(list(table["label"]), candidates)
-    adata.obs[key_added] = pd.Categorical(keys.map(lookup["label"]), categories=categories)
-    adata.obs[f"{key_added}_confidence"] = keys.map(lookup["confidence"]).astype(float).to_numpy()
-    adata.uns[UNS_KEY] = uns_record(answers, table, candidates, settings)
+    adata.obs[key_added] = pd.Categorical(per_cell("label"), categories=categories)
+    coarse = label_categories(list(table["coarse_label"]), [])
+    adata.obs[f"{key_added}_coarse"] = pd.Categorical(per_cell("coarse_label"), categories=coarse)
+    adata.obs[f"{key_added}_confidence"] = pd.to_numeric(pd.Series(per_cell("confidence")), errors="coerce").to_numpy(
+        dtype=float
+    )
+    adata.uns[key_added] = uns_record(answers, table, candidates, settings) | h5_safe(extra or {})
     return table
 
 
 def uns_record(
     answers: list[PuzzleAnswer], table: pd.DataFrame, candidates: list[str], settings: dict[str, Any]
 ) -> dict[str, Any]:
-    """The ``uns["cello1"]`` record: settings, candidates, per-cluster results, the
-    clusters × candidates score matrix (NaN without solver scores), the unassigned
-    clusters and per-puzzle texts, as HDF5-writable values.
+    """The ``uns[key_added]`` record: settings, candidates, per-cluster results, the
+    clusters × candidates score matrix (NaN without solver scores), the unassigned and
+    unknown clusters and per-puzzle texts, as HDF5-writable values.
     """
     sorted_candidates = sorted(candidates)
     scores = np.full((len(table), len(sorted_candidates)), np.nan)
@@ -90,22 +113,19 @@ def uns_record(
     for i, call in enumerate(calls):
         if call.scores is not None and len(call.scores) == len(sorted_candidates):
             scores[i] = call.scores
-    unassigned = table.loc[table["label"] == UNASSIGNED]
+    clusters = {
+        column: _str_array(table[column]) for column in TABLE_COLUMNS if column not in ("confidence", "n_cells")
+    }
+    clusters["confidence"] = table["confidence"].to_numpy(dtype=float)
+    clusters["n_cells"] = table["n_cells"].to_numpy(dtype=np.int64)
     return {
         "settings": h5_safe(settings),
         "candidates": _str_array(sorted_candidates),
-        "clusters": {
-            "split": _str_array(table["split"]),
-            "cluster": _str_array(table["cluster"]),
-            "label": _str_array(table["label"]),
-            "confidence": table["confidence"].to_numpy(dtype=float),
-            "n_cells": table["n_cells"].to_numpy(dtype=np.int64),
-            "top_genes": _str_array(table["top_genes"]),
-            "reasoning": _str_array(table["reasoning"]),
-        },
+        "clusters": clusters,
         # rows follow "clusters", columns follow "candidates"; NaN when the solver gives no scores
         "scores": scores,
-        "unassigned": _str_array(_cluster_names(unassigned)),
+        "unassigned": _str_array(_cluster_names(table.loc[table["label"] == UNASSIGNED])),
+        "unknown": _str_array(_cluster_names(table.loc[table["label"] == UNKNOWN])),
         "puzzles": {
             "split": _str_array([a.puzzle.split for a in answers]),
             "context": _str_array([a.puzzle.context for a in answers]),
@@ -119,9 +139,9 @@ def _cluster_names(table: pd.DataFrame) -> list[str]:
     return [c if s == POOLED else f"{s}/{c}" for s, c in zip(table["split"], table["cluster"], strict=True)]
 
 
-def unassigned_clusters(table: pd.DataFrame) -> list[str]:
-    """Names of the table's clusters labelled ``unassigned``."""
-    return _cluster_names(table.loc[table["label"] == UNASSIGNED])
+def unassigned_clusters(table: pd.DataFrame, label: str = UNASSIGNED) -> list[str]:
+    """Names of the table's clusters labelled ``label`` (``unassigned`` by default)."""
+    return _cluster_names(table.loc[table["label"] == label])
 
 
 def _str_array(values) -> np.ndarray:
@@ -129,18 +149,26 @@ def _str_array(values) -> np.ndarray:
 
 
 def h5_safe(value: Any) -> Any:
-    """Settings → types h5ad can store: None becomes "", lists become arrays."""
+    """Values → types h5ad can store: None becomes "", lists and string arrays become str arrays,
+    frames become dicts of columns.
+    """
     if value is None:
         return ""
     if isinstance(value, dict):
         return {str(k): h5_safe(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return {str(c): h5_safe(value[c].tolist()) for c in value.columns}
+    if isinstance(value, np.ndarray):
+        return _str_array(value.ravel()).reshape(value.shape) if value.dtype == object else value
     if isinstance(value, (bool, int, float, str, np.generic)):
         return value
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if isinstance(value, (list, tuple)):
         items = [h5_safe(v) for v in value]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        if items and all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in items
+        ):
             return np.asarray(items, dtype=float)
         return _str_array(items)
     return str(value)
@@ -150,9 +178,10 @@ def h5_safe(value: Any) -> Any:
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Cluster → label → confidence (+ sample, size, top genes, reasoning), atomically."""
+    """Cluster → label → confidence (+ sample, coarse label, size, evidence, warnings, reasoning), atomically."""
     path = Path(path)
-    columns = ["cluster", "label", "confidence", "n_cells", "top_genes", "reasoning"]
+    columns = ["cluster", "label", "confidence", "coarse_label", "n_cells", "runner_up", "evidence_genes", "top_genes",
+               "warnings", "reasoning"]  # fmt: skip
     if (table["split"] != POOLED).any():
         columns.insert(0, "split")
     with atomic_path(path) as tmp:
@@ -171,48 +200,14 @@ def embedding_basis(adata) -> str | None:
     return None
 
 
-def plot_labels(adata, key: str, path: str | os.PathLike, basis: str | None = None) -> Path:
-    """Scatter of the embedding coloured by ``obs[key]`` (matplotlib Agg), atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def plot_labels(adata, key: str, path: str | os.PathLike, basis: str | None = None, groupby: str | None = None) -> Path:
+    """The embedding coloured by ``obs[key]`` (cluster ids of ``groupby`` drawn on it), saved
+    in the format the file name asks for (``.png``, ``.pdf``, ``.svg`` …), atomically.
+    """
+    from cello1.annotation.figures import embedding_figure, save_figure
 
-    basis = basis or embedding_basis(adata)
-    if basis is None:
-        raise InputError(
-            "no 2-D embedding in obsm (e.g. X_umap) to plot; drop {plot} or compute a UMAP first", params=["plot"]
-        )
-    coords = np.asarray(adata.obsm[basis])[:, :2]
-    labels = adata.obs[key]
-    fig = Figure(figsize=(7.5, 5.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    cmap = _palette(len(labels.cat.categories))
-    missing = labels.isna().to_numpy()
-    if missing.any():
-        ax.scatter(*coords[missing].T, s=6, c="#dddddd", linewidths=0, label="(no cluster)")
-    for i, category in enumerate(labels.cat.categories):
-        mask = (labels == category).to_numpy()
-        colour = "#9e9e9e" if category == UNASSIGNED else cmap[i]
-        ax.scatter(*coords[mask].T, s=8, color=colour, linewidths=0, label=f"{category} ({mask.sum()})")
-    name = basis[2:].upper() if basis.startswith("X_") else basis
-    ax.set_xlabel(f"{name} 1")
-    ax.set_ylabel(f"{name} 2")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"cello1 annotation ({key})")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False, markerscale=2)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
-
-
-def _palette(n: int) -> list:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20" if n > 10 else "tab10"]
-    return [cmap(i % cmap.N) for i in range(n)]
+    fig = embedding_figure(adata, key, basis=basis or embedding_basis(adata), groupby=groupby)
+    return save_figure(fig, path, param="plot")
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
