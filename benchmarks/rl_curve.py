@@ -49,14 +49,24 @@ def cmd_data(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        built = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=args.n_min, n_max=args.n_max,
-                              top_k=args.top_k, puzzles_per_n=args.puzzles_per_n, seed=args.seed,
-                              test_fraction=args.test_fraction, max_test=None)
+        built = build_puzzles(
+            pbmc68k_reduced(),
+            label_key="bulk_labels",
+            n_min=args.n_min,
+            n_max=args.n_max,
+            top_k=args.top_k,
+            puzzles_per_n=args.puzzles_per_n,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            max_test=None,
+        )
     train, test = built.train, built.test[: args.n_test]
     write_puzzles(out / "train.jsonl", train)
     write_puzzles(out / "test.jsonl", test)
-    traces = [replace(p, reasoning="Key genes: " + "; ".join(", ".join(c[: args.genes_in_trace]) for c in p.cells) + ".")
-              for p in train]
+    traces = [
+        replace(p, reasoning="Key genes: " + "; ".join(", ".join(c[: args.genes_in_trace]) for c in p.cells) + ".")
+        for p in train
+    ]
     write_puzzles(out / "sft.jsonl", traces)
     info = {"train": len(train), "test": len(test), "leakage": built.leakage, "settings": _jsonable(vars(args))}
     (out / "data.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -72,8 +82,15 @@ def _jsonable(d: dict) -> dict:
 # ---- evaluation --------------------------------------------------------------------------------
 
 
-def evaluate_folder(model_dir: Path, out: Path, tag: str, modes: list[str], max_new_tokens: int, batch_size: int,
-                    limit: int | None = None) -> dict:
+def evaluate_folder(
+    model_dir: Path,
+    out: Path,
+    tag: str,
+    modes: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    limit: int | None = None,
+) -> dict:
     """Greedy held-out evaluation of one model folder in each decoding mode (cached per tag and mode)."""
     from cello1.io import read_puzzles
     from cello1.scoring import evaluate
@@ -93,8 +110,14 @@ def evaluate_folder(model_dir: Path, out: Path, tag: str, modes: list[str], max_
         if model is None:
             tokenizer, model = load_tokenizer(model_dir), load_model(model_dir).eval()
         start = time.perf_counter()
-        solver = HFSolver(model, tokenizer=tokenizer, prompt_layout="sft", constrained=(mode == "constrained"),
-                          max_new_tokens=max_new_tokens, batch_size=batch_size)
+        solver = HFSolver(
+            model,
+            tokenizer=tokenizer,
+            prompt_layout="sft",
+            constrained=(mode == "constrained"),
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
         solver.model = tag
         pred_path = out / f"pred_{tag}_{mode}.jsonl"
         pred_path.unlink(missing_ok=True)  # a half-written file of an interrupted run would be resumed
@@ -123,8 +146,13 @@ def _lora(args, base_dir: Path) -> dict:
         return {"use_lora": False}
     n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
     layers = list(range(max(0, n_layers - args.lora_last_layers), n_layers))
-    return {"use_lora": True, "lora_r": args.lora_r, "lora_alpha": 2 * args.lora_r, "lora_layers": layers,
-            "lora_dropout": 0.0}
+    return {
+        "use_lora": True,
+        "lora_r": args.lora_r,
+        "lora_alpha": 2 * args.lora_r,
+        "lora_layers": layers,
+        "lora_dropout": 0.0,
+    }
 
 
 def cmd_sft(args) -> None:
@@ -137,10 +165,20 @@ def cmd_sft(args) -> None:
     if not (model_dir / "config.json").exists():
         start = time.perf_counter()
         config = SFTStageConfig(
-            model=str(base), train_file=str(out / "sft.jsonl"), output_dir=str(run), prompt_layout="sft",
-            learning_rate=args.lr, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch,
-            gradient_accumulation_steps=1, max_length=1024, save_steps=100_000, seed=args.seed,
-            max_train_puzzles=args.n_train, resume_from_checkpoint=False, lr_scheduler_type=args.scheduler,
+            model=str(base),
+            train_file=str(out / "sft.jsonl"),
+            output_dir=str(run),
+            prompt_layout="sft",
+            learning_rate=args.lr,
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch,
+            gradient_accumulation_steps=1,
+            max_length=1024,
+            save_steps=100_000,
+            seed=args.seed,
+            max_train_puzzles=args.n_train,
+            resume_from_checkpoint=False,
+            lr_scheduler_type=args.scheduler,
             share_prompt_prefix=True,
             **_lora(args, base),
         )
@@ -160,23 +198,45 @@ def cmd_grpo(args) -> None:
     model_dir = run / "final"
     if not (model_dir / "config.json").exists():
         start = time.perf_counter()
-        trl_args = {"loss_type": args.loss_type, "scale_rewards": args.scale_rewards,
-                    "num_iterations": 1, "log_completions": False}
+        trl_args = {
+            "loss_type": args.loss_type,
+            "scale_rewards": args.scale_rewards,
+            "num_iterations": 1,
+            "log_completions": False,
+        }
         config = GRPOStageConfig(
-            model=str(start_model), train_file=str(out / "train.jsonl"), output_dir=str(run), prompt_layout="sft",
-            learning_rate=args.lr, max_steps=args.steps, num_generations=args.num_generations,
-            per_device_train_batch_size=args.prompts * args.num_generations, gradient_accumulation_steps=1,
-            max_prompt_length=1024, max_completion_length=args.max_new_tokens, save_steps=100_000, seed=args.seed,
-            resume_from_checkpoint=False, beta=args.beta, temperature=args.temperature,
-            reward_variant=args.reward, constrained=args.constrained, mask_forced_tokens=not args.no_mask_forced,
-            curriculum=args.curriculum, lr_scheduler_type=args.scheduler, warmup_steps=0.0,
-            max_train_puzzles=args.max_prompts, trl_args=trl_args, share_prompt_prefill=True,
+            model=str(start_model),
+            train_file=str(out / "train.jsonl"),
+            output_dir=str(run),
+            prompt_layout="sft",
+            learning_rate=args.lr,
+            max_steps=args.steps,
+            num_generations=args.num_generations,
+            per_device_train_batch_size=args.prompts * args.num_generations,
+            gradient_accumulation_steps=1,
+            max_prompt_length=1024,
+            max_completion_length=args.max_new_tokens,
+            save_steps=100_000,
+            seed=args.seed,
+            resume_from_checkpoint=False,
+            beta=args.beta,
+            temperature=args.temperature,
+            reward_variant=args.reward,
+            constrained=args.constrained,
+            mask_forced_tokens=not args.no_mask_forced,
+            curriculum=args.curriculum,
+            lr_scheduler_type=args.scheduler,
+            warmup_steps=0.0,
+            max_train_puzzles=args.max_prompts,
+            trl_args=trl_args,
+            share_prompt_prefill=True,
             **_lora(args, out / "base-model"),
         )
         result = train_grpo(config)
         model_dir = result.model_dir
-        (run / "timing.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1),
-                                                     "steps": args.steps}) + "\n")
+        (run / "timing.json").write_text(
+            json.dumps({"seconds": round(time.perf_counter() - start, 1), "steps": args.steps}) + "\n"
+        )
     evaluate_folder(model_dir, out, args.tag, args.modes, args.max_new_tokens, args.eval_batch_size)
 
 
@@ -201,9 +261,20 @@ def grpo_curve(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     if not path.exists():
         return []
-    keys = ("step", "reward", "reward_std", "frac_reward_zero_std", "rewards/cell_accuracy/mean",
-            "rewards/batch_accuracy/mean", "rewards/format_rate/mean", "constrained/log_Z",
-            "constrained/log_Z_forced", "constrained/forced_token_share", "kl", "completions/mean_length")
+    keys = (
+        "step",
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "rewards/cell_accuracy/mean",
+        "rewards/batch_accuracy/mean",
+        "rewards/format_rate/mean",
+        "constrained/log_Z",
+        "constrained/log_Z_forced",
+        "constrained/forced_token_share",
+        "kl",
+        "completions/mean_length",
+    )
     return [{k: e[k] for k in keys if k in e} for e in map(json.loads, path.read_text().splitlines()) if "reward" in e]
 
 
@@ -211,9 +282,12 @@ def cmd_report(args) -> None:
     from cello1.scoring import paired_bootstrap
 
     out = args.out
-    tags = args.tags or sorted({p.name[len("eval_"):].rsplit("_", 1)[0] for p in out.glob("eval_*_*.json")})
-    lines = ["| model | decoding | cell acc. [95% CI] | batch acc. [95% CI] | format | Δcell vs ref [95% CI] | "
-             "Δbatch vs ref [95% CI] |", "|---|---|---|---|---|---|---|"]
+    tags = args.tags or sorted({p.name[len("eval_") :].rsplit("_", 1)[0] for p in out.glob("eval_*_*.json")})
+    lines = [
+        "| model | decoding | cell acc. [95% CI] | batch acc. [95% CI] | format | Δcell vs ref [95% CI] | "
+        "Δbatch vs ref [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode in ("free", "constrained"):
         ref = out / f"pred_{args.ref}_{mode}.jsonl"
         ref_rows = per_puzzle(out, args.ref, mode) if ref.exists() else None
@@ -237,8 +311,10 @@ def cmd_report(args) -> None:
                 db = paired_bootstrap([ref_rows[i][1] for i in ids], [rows[i][1] for i in ids])
                 delta_cell = f"{dc['diff']:+.3f} [{dc['ci_low']:+.3f}, {dc['ci_high']:+.3f}]"
                 delta_batch = f"{db['diff']:+.3f} [{db['ci_low']:+.3f}, {db['ci_high']:+.3f}]"
-            lines.append(f"| {tag} | {mode} | {fmt('cell_accuracy')} | {fmt('batch_accuracy')} | "
-                         f"{m['format_rate']:.3f} | {delta_cell} | {delta_batch} |")
+            lines.append(
+                f"| {tag} | {mode} | {fmt('cell_accuracy')} | {fmt('batch_accuracy')} | "
+                f"{m['format_rate']:.3f} | {delta_cell} | {delta_batch} |"
+            )
     text = "\n".join(lines)
     for tag in tags:
         curve = grpo_curve(out / tag)
@@ -249,21 +325,32 @@ def cmd_report(args) -> None:
 
 
 def curve_table(curve: list[dict]) -> str:
-    cols = [("step", "step"), ("reward", "reward mean"), ("reward_std", "reward std"),
-            ("frac_reward_zero_std", "zero-var groups"), ("rewards/cell_accuracy/mean", "rollout cell acc"),
-            ("rewards/format_rate/mean", "rollout format"), ("constrained/log_Z", "Σ log Z (choice)")]
+    cols = [
+        ("step", "step"),
+        ("reward", "reward mean"),
+        ("reward_std", "reward std"),
+        ("frac_reward_zero_std", "zero-var groups"),
+        ("rewards/cell_accuracy/mean", "rollout cell acc"),
+        ("rewards/format_rate/mean", "rollout format"),
+        ("constrained/log_Z", "Σ log Z (choice)"),
+    ]
     cols = [c for c in cols if any(c[0] in e for e in curve)]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for e in curve:
-        lines.append("| " + " | ".join(f"{e[k]:.3f}" if isinstance(e.get(k), float) else str(e.get(k, "–"))
-                                       for k, _ in cols) + " |")
+        lines.append(
+            "| "
+            + " | ".join(f"{e[k]:.3f}" if isinstance(e.get(k), float) else str(e.get(k, "–")) for k, _ in cols)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 + OMP_WAIT_POLICY=PASSIVE on a shared CPU)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 + OMP_WAIT_POLICY=PASSIVE on a shared CPU)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--eval-batch-size", type=int, default=16)

@@ -41,12 +41,15 @@ def compute_score(
     The gold may be a string, a list or verl's ``reward_model`` dict. The variant comes from
     ``extra_info["reward_variant"]`` (per row), else ``reward_variant`` (verl passes a custom reward
     function's ``reward_kwargs`` as keyword arguments), else ``paper``; its credits likewise from
-    ``extra_info["reward_options"]`` or ``reward_options``. ``data_source`` and other keyword
+    ``extra_info["reward_options"]`` or ``reward_options`` (the latter only when the row keeps the
+    bound variant). ``data_source`` and other keyword
     arguments verl may add are ignored.
     """
     info = extra_info if isinstance(extra_info, dict) else {}
     variant = str(info.get("reward_variant") or reward_variant or "paper")
-    options = info.get("reward_options") or reward_options or {}
+    # the bound credits belong to the bound variant: a row that picks another variant brings its own
+    bound = reward_options if variant == (reward_variant or "paper") else None
+    options = info.get("reward_options") or bound or {}
     if hasattr(options, "items"):
         options = dict(options.items())
     return batch_reward(solution_str, _gold(ground_truth), variant, **check_options(variant, options))
