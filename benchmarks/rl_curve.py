@@ -135,7 +135,9 @@ def evaluate_folder(
 
 
 def cmd_eval(args) -> None:
-    evaluate_folder(Path(args.model), args.out, args.tag, args.modes, args.max_new_tokens, args.eval_batch_size)
+    evaluate_folder(
+        Path(args.model), args.out, args.tag, args.modes, args.max_new_tokens, args.eval_batch_size, args.limit
+    )
 
 
 # ---- training ----------------------------------------------------------------------------------
@@ -370,6 +372,7 @@ def main() -> None:
     p = sub.add_parser("eval")
     p.add_argument("--model", required=True)
     p.add_argument("--tag", required=True)
+    p.add_argument("--limit", type=int, default=None, help="only the first K held-out puzzles")
     p.set_defaults(func=cmd_eval)
 
     for name, func in (("sft", cmd_sft), ("grpo", cmd_grpo)):

@@ -181,8 +181,12 @@ def make_jsonl_log_callback(output_dir: str | Path) -> TrainerCallback:
 
 def _append_metrics(output_dir: Path, entry: dict[str, Any]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    # NaN marks "not measured this step" (e.g. the reward of an N absent from the batch): leave it out
-    clean = {k: v for k, v in entry.items() if _is_jsonable(v) and not (isinstance(v, float) and math.isnan(v))}
+    # None/NaN mark "not measured this step" (e.g. the reward of an N absent from the batch): leave it out
+    clean = {
+        k: v
+        for k, v in entry.items()
+        if v is not None and _is_jsonable(v) and not (isinstance(v, float) and math.isnan(v))
+    }
     with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(clean) + "\n")
 

@@ -165,7 +165,11 @@ def finish_run(config: StageConfig, output_dir: Path) -> Path | None:
         return None
     from cello1.training.plots import plot_metrics
 
-    path = plot_metrics(output_dir)
+    try:
+        path = plot_metrics(output_dir)
+    except InputError as err:  # e.g. nothing logged: the trained model is saved, so warn, don't fail
+        log.warning("no training curves drawn: %s", err)
+        return None
     log.info("training curves: %s", path)
     return path
 
