@@ -244,107 +244,124 @@ def cmd_grpo(args) -> None:
 
 # ---- report ------------------------------------------------------------------------------------
 
-
-def per_puzzle(out: Path, tag: str, mode: str) -> dict[str, tuple[float, float, int]]:
-    """id → (cells right, batch right, N) with the strict metric."""
-    from cello1.puzzle import split_answer
-    from cello1.scoring.metrics import score_prediction
-
-    rows = {}
-    for line in (out / f"pred_{tag}_{mode}.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        gold = split_answer(rec["answer"])
-        valid, correct, exact, *_ = score_prediction(rec["prediction"], gold)
-        rows[rec["id"]] = (correct, float(exact), len(gold))
-    return rows
+CURVE_KEYS = (
+    ("step", "step"),
+    ("reward", "reward mean"),
+    ("reward_std", "reward std"),
+    ("frac_reward_zero_std", "zero-var groups"),
+    ("rewards/cell_accuracy/mean", "rollout cell acc"),
+    ("rewards/batch_accuracy/mean", "rollout batch acc"),
+    ("rewards/format_rate/mean", "rollout format"),
+    ("constrained/log_Z", "Σ log Z (choice)"),
+    ("completions/mean_length", "length"),
+)
 
 
 def grpo_curve(run: Path) -> list[dict]:
+    """The per-step rollout statistics of a GRPO run folder (empty when it has none)."""
     path = run / "metrics.jsonl"
     if not path.exists():
         return []
-    keys = (
-        "step",
-        "reward",
-        "reward_std",
-        "frac_reward_zero_std",
-        "rewards/cell_accuracy/mean",
-        "rewards/batch_accuracy/mean",
-        "rewards/format_rate/mean",
-        "constrained/log_Z",
-        "constrained/log_Z_forced",
-        "constrained/forced_token_share",
-        "kl",
-        "completions/mean_length",
-    )
-    return [{k: e[k] for k in keys if k in e} for e in map(json.loads, path.read_text().splitlines()) if "reward" in e]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: e[k] for k, _ in CURVE_KEYS if e.get(k) is not None} for e in rows if "reward" in e]
 
 
-def cmd_report(args) -> None:
-    from cello1.scoring import paired_bootstrap
+def curve_table(curve: list[dict]) -> str:
+    """A markdown table of :func:`grpo_curve`, one row per step."""
+    cols = [c for c in CURVE_KEYS if any(c[0] in e for e in curve)]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
+    for e in curve:
+        cells = [f"{e[k]:.3f}" if isinstance(e.get(k), float) else str(e.get(k, "–")) for k, _ in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
-    out = args.out
-    tags = args.tags or sorted({p.name[len("eval_") :].rsplit("_", 1)[0] for p in out.glob("eval_*_*.json")})
+
+def _with_ci(metrics: dict, key: str) -> str:
+    low, high = metrics.get("ci", {}).get(key, (float("nan"), float("nan")))
+    return f"{metrics[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _delta(paired: dict | None, key: str) -> str:
+    if not paired or key not in paired:
+        return "–"
+    d = paired[key]
+    return f"{d['diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+
+def result_rows(out: Path, tags: list[str], ref: str) -> list[str]:
+    """One markdown row per (model, decoding mode) with CIs and the paired difference to ``ref``."""
+    from cello1.scoring.evaluation import compare
+
     lines = [
-        "| model | decoding | cell acc. [95% CI] | batch acc. [95% CI] | format | Δcell vs ref [95% CI] | "
-        "Δbatch vs ref [95% CI] |",
-        "|---|---|---|---|---|---|---|",
+        "| model | decoding | puzzles | cell acc. [95% CI] | batch acc. [95% CI] | format | "
+        f"Δcell vs {ref} [95% CI] | Δbatch vs {ref} [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode in ("free", "constrained"):
-        ref = out / f"pred_{args.ref}_{mode}.jsonl"
-        ref_rows = per_puzzle(out, args.ref, mode) if ref.exists() else None
+        ref_pred = out / f"pred_{ref}_{mode}.jsonl"
         for tag in tags:
             path = out / f"eval_{tag}_{mode}.json"
             if not path.exists():
                 continue
-            m = json.loads(path.read_text())
-            ci = m.get("ci", {})
-
-            def fmt(k):
-                lo, hi = ci.get(k, (float("nan"), float("nan")))
-                return f"{m[k]:.3f} [{lo:.3f}, {hi:.3f}]"
-
-            delta_cell = delta_batch = "–"
-            if ref_rows is not None and tag != args.ref:
-                rows = per_puzzle(out, tag, mode)
-                ids = sorted(set(rows) & set(ref_rows))
-                den = [rows[i][2] for i in ids]
-                dc = paired_bootstrap([ref_rows[i][0] for i in ids], [rows[i][0] for i in ids], den)
-                db = paired_bootstrap([ref_rows[i][1] for i in ids], [rows[i][1] for i in ids])
-                delta_cell = f"{dc['diff']:+.3f} [{dc['ci_low']:+.3f}, {dc['ci_high']:+.3f}]"
-                delta_batch = f"{db['diff']:+.3f} [{db['ci_low']:+.3f}, {db['ci_high']:+.3f}]"
+            metrics = json.loads(path.read_text())
+            paired = None
+            if ref_pred.exists() and tag != ref:
+                pred = out / f"pred_{tag}_{mode}.jsonl"
+                paired = compare([ref_pred, pred], by=False, errors=False)[1].paired_vs_first
             lines.append(
-                f"| {tag} | {mode} | {fmt('cell_accuracy')} | {fmt('batch_accuracy')} | "
-                f"{m['format_rate']:.3f} | {delta_cell} | {delta_batch} |"
+                f"| {tag} | {mode} | {metrics['n_puzzles']} | {_with_ci(metrics, 'cell_accuracy')} | "
+                f"{_with_ci(metrics, 'batch_accuracy')} | {metrics['format_rate']:.3f} | "
+                f"{_delta(paired, 'cell_accuracy')} | {_delta(paired, 'batch_accuracy')} |"
             )
-    text = "\n".join(lines)
-    for tag in tags:
-        curve = grpo_curve(out / tag)
-        if curve:
-            text += f"\n\n#### {tag}: per-step rollout statistics\n\n" + curve_table(curve)
+    return lines
+
+
+def plot_curves(curves: dict[str, list[dict]], figure: Path) -> None:
+    """Reward mean (± std) and the share of zero-variance groups per step, one line per run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.6))
+    FigureCanvasAgg(fig)
+    panels = fig.subplots(1, 3)
+    for tag, curve in curves.items():
+        steps = [e["step"] for e in curve]
+        mean = [e.get("reward", float("nan")) for e in curve]
+        std = [e.get("reward_std", 0.0) for e in curve]
+        (line,) = panels[0].plot(steps, mean, label=tag)
+        panels[0].fill_between(
+            steps, [m - s for m, s in zip(mean, std, strict=True)], [m + s for m, s in zip(mean, std, strict=True)],
+            alpha=0.15, color=line.get_color(),
+        )  # fmt: skip
+        panels[1].plot(steps, [e.get("rewards/cell_accuracy/mean", float("nan")) for e in curve], label=tag)
+        panels[2].plot(steps, [e.get("frac_reward_zero_std", float("nan")) for e in curve], label=tag)
+    titles = ("reward (mean ± std)", "rollout cell accuracy", "zero-variance groups (share)")
+    for ax, title in zip(panels, titles, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+        ax.grid(alpha=0.3)
+    panels[0].legend(fontsize=8)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+
+
+def cmd_report(args) -> None:
+    out = args.out
+    tags = args.tags or sorted({p.name[len("eval_") :].rsplit("_", 1)[0] for p in out.glob("eval_*_*.json")})
+    text = "\n".join(result_rows(out, tags, args.ref))
+    curves = {tag: curve for tag in tags if (curve := grpo_curve(out / tag))}
+    for tag, curve in curves.items():
+        zero = [e["frac_reward_zero_std"] for e in curve if "frac_reward_zero_std" in e]
+        share = sum(zero) / len(zero) if zero else float("nan")
+        text += (
+            f"\n\n#### {tag}: per-step rollout statistics (mean share of zero-variance groups {share:.3f})\n\n"
+            + curve_table(curve)
+        )
+    if curves and args.figure:
+        plot_curves(curves, args.figure)
     print(text)
     (out / "report.md").write_text(text + "\n")
-
-
-def curve_table(curve: list[dict]) -> str:
-    cols = [
-        ("step", "step"),
-        ("reward", "reward mean"),
-        ("reward_std", "reward std"),
-        ("frac_reward_zero_std", "zero-var groups"),
-        ("rewards/cell_accuracy/mean", "rollout cell acc"),
-        ("rewards/format_rate/mean", "rollout format"),
-        ("constrained/log_Z", "Σ log Z (choice)"),
-    ]
-    cols = [c for c in cols if any(c[0] in e for e in curve)]
-    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    for e in curve:
-        lines.append(
-            "| "
-            + " | ".join(f"{e[k]:.3f}" if isinstance(e.get(k), float) else str(e.get(k, "–")) for k, _ in cols)
-            + " |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -405,6 +422,7 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("--ref", default="sft")
     p.add_argument("--tags", nargs="*")
+    p.add_argument("--figure", type=Path, default=None, help="also draw the reward curves into this PNG")
     p.set_defaults(func=cmd_report)
     args = parser.parse_args()
     args.modes = [m for m in args.modes.split(",") if m]
