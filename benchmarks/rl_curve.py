@@ -119,8 +119,7 @@ def evaluate_folder(
             batch_size=batch_size,
         )
         solver.model = tag
-        pred_path = out / f"pred_{tag}_{mode}.jsonl"
-        pred_path.unlink(missing_ok=True)  # a half-written file of an interrupted run would be resumed
+        pred_path = out / f"pred_{tag}_{mode}.jsonl"  # an interrupted evaluation resumes from it
         with shared_prefix_generation(model, tokenizer.pad_token_id):  # the system prompt's prefill once per batch
             predictions = solve(test, solver, out=pred_path, progress=False)
         metrics = evaluate(predictions, errors=False, by=False)
@@ -289,7 +288,10 @@ def _delta(paired: dict | None, key: str) -> str:
 
 
 def result_rows(out: Path, tags: list[str], ref: str) -> list[str]:
-    """One markdown row per (model, decoding mode) with CIs and the paired difference to ``ref``."""
+    """One markdown row per (model, decoding mode), scored from its prediction file (an
+    interrupted evaluation counts the puzzles it finished), with 95% CIs and the paired
+    difference to ``ref`` on the puzzles both answered.
+    """
     from cello1.scoring.evaluation import compare
 
     lines = [
@@ -300,14 +302,16 @@ def result_rows(out: Path, tags: list[str], ref: str) -> list[str]:
     for mode in ("free", "constrained"):
         ref_pred = out / f"pred_{ref}_{mode}.jsonl"
         for tag in tags:
-            path = out / f"eval_{tag}_{mode}.json"
-            if not path.exists():
+            pred = out / f"pred_{tag}_{mode}.jsonl"
+            if not pred.exists() or not pred.read_text().strip():
                 continue
-            metrics = json.loads(path.read_text())
             paired = None
             if ref_pred.exists() and tag != ref:
-                pred = out / f"pred_{tag}_{mode}.jsonl"
-                paired = compare([ref_pred, pred], by=False, errors=False)[1].paired_vs_first
+                _, result = compare([ref_pred, pred], by=False, errors=False)
+                paired = result.paired_vs_first
+            else:
+                (result,) = compare([pred], by=False, errors=False)
+            metrics = result.to_dict()
             lines.append(
                 f"| {tag} | {mode} | {metrics['n_puzzles']} | {_with_ci(metrics, 'cell_accuracy')} | "
                 f"{_with_ci(metrics, 'batch_accuracy')} | {metrics['format_rate']:.3f} | "
@@ -348,7 +352,7 @@ def plot_curves(curves: dict[str, list[dict]], figure: Path) -> None:
 
 def cmd_report(args) -> None:
     out = args.out
-    tags = args.tags or sorted({p.name[len("eval_") :].rsplit("_", 1)[0] for p in out.glob("eval_*_*.json")})
+    tags = args.tags or sorted({p.name[len("pred_") :].rsplit("_", 1)[0] for p in out.glob("pred_*_*.jsonl")})
     text = "\n".join(result_rows(out, tags, args.ref))
     curves = {tag: curve for tag in tags if (curve := grpo_curve(out / tag))}
     for tag, curve in curves.items():
