@@ -282,3 +282,18 @@ def test_shared_prefix_forward_equals_plain_sft_forward():
     assert torch.allclose(plain[0], shared[0], atol=1e-5)
     assert plain[1] == shared[1] and plain[2] == shared[2]
     assert torch.allclose(plain[3], shared[3], rtol=1e-4, atol=1e-6)
+
+
+def test_report_to_and_plot_reach_trl(tmp_path):
+    """`--report-to tensorboard --plot` end up in TRL's arguments and the stage config."""
+    from cello1.cli.train_cmd import _options, build_config
+    from cello1.training.grpo import build_grpo_args
+
+    train, _ = puzzle_files()
+    options = _options(str(tiny_model_dir()), train, None, tmp_path / "o", None, 2, None, False, True, "tensorboard")
+    config = build_config("grpo", None, options, ["constrained=true", "reward_variant=ontology"])
+    assert config.plot is True and config.report_to == "tensorboard"
+    assert config.constrained is True and config.reward_variant == "ontology"
+    assert build_grpo_args(config).report_to == ["tensorboard"]
+    default = build_config("grpo", None, _options(*[None] * 10), ["model=m", f"train_file={train}"])
+    assert default.reward_variant == "paper" and default.constrained is False and default.curriculum == "none"
