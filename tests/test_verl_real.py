@@ -87,7 +87,9 @@ def run_exported_script(script: Path, verl_python: Path, responses: list[str], w
     return result
 
 
-def test_verl_composes_the_exported_command_and_scores_with_the_cello1_reward(verl_python, verl_version, data, tmp_path):
+def test_verl_composes_the_exported_command_and_scores_with_the_cello1_reward(
+    verl_python, verl_version, data, tmp_path
+):
     assert parse_version(verl_version) >= (0, 9, 0), verl_version  # the version that dropped the old keys
     exported = export_verl(
         data,
@@ -106,7 +108,10 @@ def test_verl_composes_the_exported_command_and_scores_with_the_cello1_reward(ve
     result = run_exported_script(exported.script, verl_python, responses, tmp_path / "run")
     assert result["returncode"] == 0 and "error" not in result, result.get("traceback")
     assert result["composed"] is True and result["rollout.n"] == 5  # the paper's overrides reached verl
-    assert result["reward.custom_reward_function"] == {"path": str(exported.reward_path.resolve()), "name": "compute_score"}
+    assert result["reward.custom_reward_function"] == {
+        "path": str(exported.reward_path.resolve()),
+        "name": "compute_score",
+    }
     assert [s["gold"] for s in result["scores"]] == gold[:3]  # rows as verl's dataset read them
     assert [s["score"] for s in result["scores"]] == pytest.approx([1.0, 1 / 6, -1.0])
 

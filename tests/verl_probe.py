@@ -41,7 +41,6 @@ def compose(argv: list[str]):
 def score(config, responses: list[str]) -> list[dict]:
     import numpy as np
     import torch
-
     from verl import DataProto
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.utils.dataset.rl_dataset import RLHFDataset
@@ -50,7 +49,9 @@ def score(config, responses: list[str]) -> list[dict]:
     tokenizer = worker.input_tokenizer
     dataset = RLHFDataset(config.data.train_files, tokenizer, config.data)
     rows = [dataset[i] for i in range(len(responses))]
-    texts = [tokenizer.apply_chat_template(list(r["raw_prompt"]), add_generation_prompt=True, tokenize=False) for r in rows]
+    texts = [
+        tokenizer.apply_chat_template(list(r["raw_prompt"]), add_generation_prompt=True, tokenize=False) for r in rows
+    ]
     prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
     answers = [tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for text in responses]
     width_p, width_r = max(map(len, prompts)), max(map(len, answers))

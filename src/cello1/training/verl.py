@@ -10,7 +10,7 @@ file in verl's RL schema::
     extra_info    {"split", "index", "id", "n", "tissue", "disease", "source", "donor"}
 
 plus ``reward.py`` (a two-line shim re-exporting ``cello1.scoring.verl.compute_score``;
-verl's ``custom_reward_function.path`` must be a *file*), ``reward_function.json``
+verl's ``reward.custom_reward_function.path`` must be a *file*), ``reward_function.json``
 (module path, function name, shim path) and ``run_verl_grpo.sh`` with the paper's
 Hydra overrides. Only pyarrow is needed (no torch).
 
