@@ -53,7 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test-fast: setup verl-env
+test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

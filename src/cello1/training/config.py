@@ -248,7 +248,7 @@ def load_config(
 NAMED_CONFIGS: dict[str, str] = {
     "paper": "the paper's recipe at its scale (Qwen2.5-7B-Instruct, 8 GPUs)",
     "cpu": "SmolLM2-135M-Instruct with LoRA on a laptop-class CPU, budgets sized to distilled traces",
-    "gpu": "Qwen2.5-7B-Instruct with LoRA on one 80 GB GPU (bf16, vLLM rollouts when installed)",
+    "gpu": "Qwen2.5-7B-Instruct with LoRA, sized for one 80 GB GPU (bf16, vLLM rollouts when installed)",
 }
 """Configs shipped inside the package (``cello1/resources/configs/{name}-{stage}.yaml``)."""
 
