@@ -4,22 +4,20 @@
 ``DIR/train.parquet``, ``DIR/test.parquet``, ``DIR/leakage.json``,
 ``DIR/build_config.json`` and ``DIR/README.md`` (the dataset card). Everything is
 written to a temporary folder next to ``DIR`` and renamed at the end, so an error
-never leaves a half-written folder.
+never leaves a half-written folder (and a later build removes what a killed one left).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cello1.errors import InputError
+from cello1.io import atomic_dir, check_output_dir
 from cello1.puzzle import PROVENANCE_FIELDS, Puzzle
 
 SPLIT_NAMES = ("train", "test")
@@ -138,15 +136,13 @@ def dataset_card(result: Any, command: str | None = None) -> str:
 
 
 def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = None, overwrite: bool = False) -> Path:
-    """Write a :class:`~cello1.data.build.BuildResult` to ``out_dir`` (atomically).
+    """Write a :class:`~cello1.data.build.BuildResult` to ``out_dir`` (atomically, see
+    :func:`cello1.io.atomic_dir`).
 
     Refuses an existing non-empty ``out_dir`` unless ``overwrite``.
     """
     out = Path(out_dir)
-    check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out, overwrite) as tmp:
         for name, puzzles in zip(SPLIT_NAMES, (result.train, result.test), strict=True):
             rows = records(puzzles)
             write_jsonl(tmp / f"{name}.jsonl", rows)
@@ -154,36 +150,7 @@ def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = N
         (tmp / "leakage.json").write_text(json.dumps(result.leakage, indent=2) + "\n", encoding="utf-8")
         (tmp / "build_config.json").write_text(json.dumps(asdict(result.config), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(dataset_card(result, command), encoding="utf-8")
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def check_output_dir(out: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse a file, or a non-empty folder unless ``overwrite`` (call before a long build)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; choose another {{out}}", params=["out"])
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(
-            f"{out}: folder exists and is not empty; pass {{overwrite}} or choose another {{out}}",
-            params=["overwrite", "out"],
-        )
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` onto ``out``; an existing ``out`` is moved aside first and removed after."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.rmdir(old)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+__all__ = ["check_output_dir", "dataset_card", "records", "write_build", "write_jsonl", "write_parquet"]
