@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -76,10 +77,23 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             line = _decode(raw, where, first=lineno == 1)
             if not line.strip():
                 continue
+            if not raw.endswith(b"\n"):
+                _check_last_line(line, where)
             value = _loads(line, where, jsonl=True)
             if not isinstance(value, dict):
                 raise InputError(f"{where}: {_not_an_object(value, jsonl=True)}")
             yield where, value
+
+
+def _check_last_line(line: str, where: str) -> None:
+    """A last line without its newline that is not JSON was cut off mid-write."""
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        raise InputError(
+            f"{where}: the last line is cut off (the file is still being written, or its writer was killed); "
+            "let the writer finish, or re-run the `cello1 solve` command that writes it to complete the file"
+        ) from None
 
 
 def _json_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -313,8 +327,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name")
     make_parent(path)
+    clean_stale_temps(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from None
     os.close(fd)
@@ -451,17 +466,21 @@ _TMP_SUFFIX = ".tmp"
 _OLD_SUFFIX = ".old"
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+
+
 def _temp_prefix(out: Path) -> str:
-    # the pid in the name lets a later run remove what a killed one left behind
-    return f".{out.name}.{os.getpid()}."
+    # pid and host in the name let a later run on this machine remove what a killed one left
+    return f".{out.name}.{os.getpid()}-{_host()}."
 
 
-def clean_stale_temp_dirs(out: str | os.PathLike) -> list[Path]:
-    """Remove ``.{name}.{pid}.*.tmp``/``.old`` folders next to ``out`` left by a killed run
-    (its pid is gone); returns what was removed.
+def clean_stale_temps(out: str | os.PathLike) -> list[Path]:
+    """Remove ``.{name}.{pid}.*.tmp``/``.old`` files and folders next to ``out`` that a
+    killed run left behind (their pid is gone); returns what was removed.
     """
     out = Path(out)
-    removed = []
+    removed: list[Path] = []
     try:
         siblings = list(out.parent.iterdir())
     except OSError:
@@ -469,12 +488,16 @@ def clean_stale_temp_dirs(out: str | os.PathLike) -> list[Path]:
     prefix = f".{out.name}."
     for item in siblings:
         name = item.name
-        if not (name.startswith(prefix) and name.endswith((_TMP_SUFFIX, _OLD_SUFFIX)) and item.is_dir()):
+        if not (name.startswith(prefix) and name.endswith((_TMP_SUFFIX, _OLD_SUFFIX))):
             continue
-        pid_text = name[len(prefix) :].split(".", 1)[0]
-        if pid_text.isdigit() and _alive(int(pid_text)):
-            continue  # another build is writing it right now
-        shutil.rmtree(item, ignore_errors=True)
+        pid_text, _, host = name[len(prefix) :].split(".", 1)[0].partition("-")
+        if not pid_text.isdigit() or host != _host() or _alive(int(pid_text)):
+            continue  # not ours, another machine's, or another process is writing it right now
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                item.unlink()
         removed.append(item)
     return removed
 
@@ -492,6 +515,24 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def temp_dir_beside(out: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder next to ``out`` (same file system, so its files can be renamed
+    into place), removed at the end; a later run removes it should this one be killed.
+    """
+    out = Path(out)
+    make_parent(out)
+    clean_stale_temps(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=_TMP_SUFFIX, dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write next to {out}: {exc.strerror}") from None
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out``; on success it replaces ``out`` (an old
     ``out`` is moved aside first and removed after), so an error or a kill never leaves a
@@ -500,7 +541,7 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     out = Path(out)
     check_output_dir(out, overwrite)
     make_parent(out)
-    clean_stale_temp_dirs(out)
+    clean_stale_temps(out)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=_TMP_SUFFIX, dir=out.parent))
     except OSError as exc:

@@ -29,6 +29,7 @@ def distill(
     max_new_tokens: int | None = typer.Option(None, help="Teacher generation budget (LLM solvers)."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint (openai solver)."),
     concurrency: int | None = typer.Option(None, min=1, help="Parallel requests (openai solver)."),
+    max_retries: int | None = typer.Option(None, min=0, help="Retries on 429/5xx/time-outs (openai solver)."),
     allow_insecure_key: bool = typer.Option(
         False, "--allow-insecure-key", help="openai: send the API key even over plain http to a non-local server."
     ),
@@ -47,6 +48,7 @@ def distill(
         max_new_tokens=max_new_tokens,
         base_url=base_url,
         concurrency=concurrency,
+        max_retries=max_retries,
         allow_insecure_key=True if allow_insecure_key else None,
         train=train,
         seed=seed,

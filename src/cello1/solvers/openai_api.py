@@ -262,6 +262,11 @@ def _checked_payload(payload: Any) -> dict[str, Any]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
         raise APIError(f"malformed response: expected a chat completion with 'choices', got {str(payload)[:120]}")
+    for choice in choices:
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if message is not None and not isinstance(message, dict) or not isinstance(content, (str, type(None))):
+            raise APIError(f"malformed response: a choice's message is not text ({str(choice)[:120]})")
     return payload
 
 

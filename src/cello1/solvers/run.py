@@ -99,7 +99,8 @@ def solve(
     (see the module docstring).
     """
     everything = load_puzzles(puzzles)
-    puzzle_list = select_puzzles(everything, shard=shard, limit=limit)
+    source = str(puzzles) if isinstance(puzzles, (str, os.PathLike)) else "the puzzles"
+    puzzle_list = select_puzzles(everything, shard=shard, limit=limit, source=source)
     path = None if out is None else check_prediction_path(out)
     owns_solver = isinstance(solver, str)
     if owns_solver:
@@ -148,13 +149,18 @@ def shard_of(puzzle_id: str, n_shards: int) -> int:
     return int.from_bytes(hashlib.sha1(puzzle_id.encode("utf-8")).digest()[:8], "big") % n_shards
 
 
-def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | None = None) -> list[Puzzle]:
+def select_puzzles(
+    puzzles: list[Puzzle], *, shard: Any = None, limit: int | None = None, source: str = "the puzzles"
+) -> list[Puzzle]:
     """The first ``limit`` puzzles, then those of shard ``i/n``; ids must be unique."""
-    seen: set[str] = set()
-    for p in puzzles:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(puzzles):
         if p.id in seen:
-            raise InputError(f"puzzle id {p.id!r} occurs more than once; ids must be unique to resume runs")
-        seen.add(p.id)
+            raise InputError(
+                f"{source}: puzzle id {p.id!r} occurs more than once (puzzles {seen[p.id] + 1} and {i + 1}); "
+                "ids must be unique, as they key the predictions and the resume"
+            )
+        seen[p.id] = i
     if limit is not None:
         if limit < 0:
             raise InputError(f"{{limit}} must be >= 0, not {limit}", params=["limit"])
@@ -299,6 +305,7 @@ def _run(
     lock = writer = bar = None
     try:
         if out is not None:
+            out = out.resolve()  # a symlink and its target share one lock and stay a symlink
             lock = OutputLock(out)
             lock.acquire()
             done, stale = _open_output(out, puzzles, everything, solver, options, n_samples, repair=repair)

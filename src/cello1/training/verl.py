@@ -22,15 +22,22 @@ import json
 import os
 import re
 import shlex
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.io import atomic_dir, atomic_path, check_output_dir, default_mode, inside, read_puzzles, same_path
+from cello1.io import (
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    default_mode,
+    inside,
+    read_puzzles,
+    same_path,
+    temp_dir_beside,
+)
 from cello1.puzzle import Puzzle
 from cello1.training import recipe
 
@@ -237,13 +244,10 @@ def _staging(out: Path) -> Iterator[Path]:
         with atomic_dir(out) as tmp:
             yield tmp
         return
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
-    try:
+    with temp_dir_beside(out) as stage:
         yield stage
         for file in sorted(stage.iterdir()):
             os.replace(file, out / file.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_reward_shim(out: Path) -> Path:
