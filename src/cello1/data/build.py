@@ -358,22 +358,24 @@ def merge_case_variants(table: CellTable, notes: list[str]) -> None:
         table.label = [rename.get(label, label) for label in table.label]
 
 
-def unique_cell_ids(obs: Any, source: str, notes: list[str]) -> np.ndarray:
-    """Cell ids from the obs names; repeated names get ``#row`` appended (else the leakage
-    report would mistake different cells for one).
+def unique_cell_ids(obs: Any, rows: np.ndarray, source: str, notes: list[str]) -> list[str]:
+    """Cell ids of the given rows from the obs names; names that repeat among them get
+    ``#row`` appended (else the leakage report would mistake different cells for one).
     """
-    ids = obs.index.astype(str).to_numpy()
-    if obs.index.is_unique:
-        return ids
-    repeated = obs.index.duplicated(keep=False)
-    rows = np.flatnonzero(repeated)
+    import pandas as pd
+
+    ids = obs.index.astype(str).to_numpy()[rows]
+    index = pd.Index(ids)  # a temporary index: its hash table goes with it
+    if index.is_unique:
+        return ids.tolist()
+    repeated = np.flatnonzero(index.duplicated(keep=False))
     ids = ids.astype(object)
-    ids[rows] = [f"{ids[r]}#{r}" for r in rows.tolist()]
+    ids[repeated] = [f"{ids[i]}#{rows[i]}" for i in repeated.tolist()]
     notes.append(
-        f"{source}: {rows.size} cells share an obs name with another cell (e.g. {obs.index[rows[0]]!r}); "
+        f"{source}: {repeated.size} cells share an obs name with another cell (e.g. {obs.index[rows[repeated[0]]]!r}); "
         "their cell ids get '#row' appended"
     )
-    return ids
+    return ids.tolist()
 
 
 def drop_missing_donors(
@@ -382,7 +384,7 @@ def drop_missing_donors(
     """Cells without a donor id (when obs has the donor column) are left out: a puzzle must
     come from one donor, and pooling them would mix donors.
     """
-    missing = np.fromiter((donors[r] is None for r in rows.tolist()), dtype=bool, count=rows.size)
+    missing = np.fromiter((d is None for d in donors), dtype=bool, count=len(donors))[rows]
     if missing.any():
         notes.append(
             f"{source}: {int(missing.sum())} selected cells have no donor id in obs[{config.donor_key!r}] "
@@ -426,11 +428,14 @@ def add_input(
     except BadValueError as exc:
         raise exc.at(exc.row, cell=str(obs.index[exc.row]), source=source) from None
     ids = table.global_ids(top, names, config.top_k if extra else None)
+    del top  # the two cells x K arrays are the build's largest: hold one at a time
     has_genes = ids[:, 0] >= 0
     if not has_genes.all():
         notes.append(f"{source}: {int((~has_genes).sum())} cells with no expressed gene skipped")
+        ids = ids[has_genes]
     kept = rows[has_genes]
-    table.add_ids(ids[has_genes])
+    table.add_ids(ids)
+    del ids
     batch = (
         obs[config.batch_key].astype(str).to_numpy()[kept]
         if config.batch_key and config.batch_key in obs.columns
@@ -439,7 +444,7 @@ def add_input(
     donors_kept = [donors[r] for r in kept.tolist()]
     labels = obs[config.label_key].astype(str).to_numpy()[kept].tolist()
     table.source += [source] * kept.size
-    table.cell_id += unique_cell_ids(obs, source, notes)[kept].tolist()
+    table.cell_id += unique_cell_ids(obs, kept, source, notes)
     table.label += clean_labels(labels, source, notes)
     table.donor += donors_kept
     table.group += [f"{source}|{d}|{'' if batch is None else batch[j]}" for j, d in enumerate(donors_kept)]

@@ -120,13 +120,15 @@ def load_predictions(predictions: Predictions) -> tuple[list[Mapping[str, Any]],
     return [record for _, record in located], name
 
 
-def _load_located(predictions: Predictions) -> tuple[list[tuple[str, Mapping[str, Any]]], str | None]:
-    """``(where, record)`` pairs (``file:line`` or ``record i``) and a display name."""
+def _load_located(predictions: Predictions) -> tuple[Iterable[tuple[str, Mapping[str, Any]]], str | None]:
+    """``(where, record)`` pairs (``file:line`` or ``record i``) and a display name; files
+    are streamed (a record is scored and dropped, not all held in memory).
+    """
     if isinstance(predictions, (str, os.PathLike)):
-        return list(iter_numbered_records(predictions)), Path(predictions).name
+        return iter_numbered_records(predictions), Path(predictions).name
     items = list(predictions)
     if items and all(isinstance(p, (str, os.PathLike)) for p in items):
-        located = [pair for p in items for pair in iter_numbered_records(p)]
+        located = (pair for p in items for pair in iter_numbered_records(p))
         return located, "+".join(Path(p).name for p in items)
     if not all(isinstance(r, Mapping) for r in items):
         raise InputError("evaluate() takes prediction records (dicts), a path, or a list of paths")

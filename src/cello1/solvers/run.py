@@ -101,18 +101,23 @@ def solve(
     everything = load_puzzles(puzzles)
     source = str(puzzles) if isinstance(puzzles, (str, os.PathLike)) else "the puzzles"
     puzzle_list = select_puzzles(everything, shard=shard, limit=limit, source=source)
-    path = None if out is None else check_prediction_path(out)
-    owns_solver = isinstance(solver, str)
-    if owns_solver:
-        solver = get_solver(solver, **solver_options)
-    elif solver_options:
+    if not isinstance(solver, str) and solver_options:
         raise InputError(f"options {sorted(solver_options)} only apply when the solver is given by name")
+    # the output is locked, read and checked before a (possibly slow) solver loads
+    output = None if out is None else _Output(check_prediction_path(out), everything)
     try:
-        options = run_options(solver, solver_options)
-        return _run(puzzle_list, everything, solver, path, options, repair=repair, progress=progress)
-    finally:
+        owns_solver = isinstance(solver, str)
         if owns_solver:
-            solver.close()
+            solver = get_solver(solver, **solver_options)
+        try:
+            options = run_options(solver, solver_options)
+            return _run(puzzle_list, everything, solver, output, options, repair=repair, progress=progress)
+        finally:
+            if owns_solver:
+                solver.close()
+    finally:
+        if output is not None:
+            output.close()
 
 
 def load_puzzles(puzzles: list[Puzzle] | str | os.PathLike) -> list[Puzzle]:
@@ -287,11 +292,32 @@ def _not_predictions(path: Path, lineno: int | None, why: str) -> InputError:
 # ---- the run -----------------------------------------------------------------------------
 
 
+class _Output:
+    """The prediction file of a run, from the first read to the last write: locked
+    (:class:`OutputLock`), read and checked to be a prediction file for these puzzles.
+    """
+
+    def __init__(self, path: Path, everything: list[Puzzle]) -> None:
+        self.path = path.resolve()  # a symlink and its target share one lock and stay a symlink
+        self.lock = OutputLock(self.path)
+        self.lock.acquire()
+        try:
+            self.existing, self.dirty = read_predictions(self.path)
+            _check_known_puzzles(self.path, self.existing, {p.id for p in everything})
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        """Release the lock."""
+        self.lock.release()
+
+
 def _run(
     puzzles: list[Puzzle],
     everything: list[Puzzle],
     solver: Solver,
-    out: Path | None,
+    output: _Output | None,
     options: dict[str, Any],
     *,
     repair: bool,
@@ -302,14 +328,11 @@ def _run(
     done: dict[Key, Prediction] = {}
     fresh: dict[Key, Prediction] = {}
     stale = 0
-    lock = writer = bar = None
+    writer = bar = None
     try:
-        if out is not None:
-            out = out.resolve()  # a symlink and its target share one lock and stay a symlink
-            lock = OutputLock(out)
-            lock.acquire()
-            done, stale = _open_output(out, puzzles, everything, solver, options, n_samples, repair=repair)
-            writer = _Appender(out)
+        if output is not None:
+            done, stale = _open_output(output, puzzles, everything, solver, options, n_samples, repair=repair)
+            writer = _Appender(output.path)
         pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
         bar = _Progress(len(pending), progress)
         for puzzle, completions, seconds in _iter_completions(solver, pending):
@@ -328,8 +351,6 @@ def _run(
             bar.close()
         if writer is not None:
             writer.close()
-        if lock is not None:
-            lock.release()
     merged = {**done, **fresh}
     ordered = [merged[(p.id, s)] for p in puzzles for s in range(n_samples) if (p.id, s) in merged]
     return RunResult(ordered, new=len(fresh), new_failed=sum(r.failed for r in fresh.values()), stale=stale)
@@ -340,7 +361,7 @@ def _needs_run(record: Prediction | None) -> bool:
 
 
 def _open_output(
-    path: Path,
+    output: _Output,
     puzzles: list[Puzzle],
     everything: list[Puzzle],
     solver: Solver,
@@ -354,9 +375,9 @@ def _open_output(
 
     Returns the finished records this run keeps and the number of stale ones dropped.
     """
-    existing, dirty = read_predictions(path)
+    path, existing, dirty = output.path, output.existing, output.dirty
     by_id = {p.id: p for p in everything}
-    _check_same_run(path, existing, by_id, solver, options)
+    _check_same_run(path, existing, solver, options)
     hashes: dict[str, str] = {}
     stale = {k for k, rec in existing.items() if not _same_puzzle(rec, by_id[k[0]], hashes)}
     if stale:
@@ -377,10 +398,19 @@ def _open_output(
     return {k: rec for k, rec in kept.items() if k in wanted}, len(stale)
 
 
-def _check_same_run(
-    path: Path, existing: dict[Key, Prediction], by_id: dict[str, Puzzle], solver: Solver, options: dict[str, Any]
-) -> None:
-    """Resuming into a file of another solver, model, options or puzzle set would mix two runs."""
+def _check_known_puzzles(path: Path, existing: dict[Key, Prediction], ids: set[str]) -> None:
+    """Predictions for puzzles that are not in the input belong to another run."""
+    foreign = [pid for pid, _ in existing if pid not in ids]
+    if foreign:
+        raise InputError(
+            f"{path} holds predictions for {len(set(foreign))} puzzles that are not in this input "
+            f"(e.g. {foreign[0]!r}), so it belongs to another run; write to another {{out}} file",
+            params=["out"],
+        )
+
+
+def _check_same_run(path: Path, existing: dict[Key, Prediction], solver: Solver, options: dict[str, Any]) -> None:
+    """Resuming into a file of another solver, model or options would mix two runs."""
     for rec in existing.values():
         if (rec.solver, rec.model) != (solver.name, solver.model):
             raise InputError(
@@ -394,13 +424,6 @@ def _check_same_run(
                 "re-run with the same options to resume it, or write to another {out} file",
                 params=["out"],
             )
-    foreign = [pid for pid, _ in existing if pid not in by_id]
-    if foreign:
-        raise InputError(
-            f"{path} holds predictions for {len(set(foreign))} puzzles that are not in this input "
-            f"(e.g. {foreign[0]!r}), so it belongs to another run; write to another {{out}} file",
-            params=["out"],
-        )
 
 
 def _options_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
