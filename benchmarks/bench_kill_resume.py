@@ -54,11 +54,14 @@ class SlowServer:
                 _, _, candidates = parse_user_msg(body["messages"][-1]["content"])
                 text = "<think>x</think>\n<answer>" + " | ".join(candidates) + "</answer>"
                 payload = json.dumps({"choices": [{"index": 0, "message": {"content": text}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:  # the client was killed mid-request: that is the point
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -185,9 +188,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OPENAI_API_KEY": "x"}
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-    server = SlowServer(delay=0.05)
-    small, large = work / "puzzles_small.jsonl", work / "puzzles_large.jsonl"
-    small_ids, large_ids = make_puzzles(small, 120), make_puzzles(large, 3000)
+    server = SlowServer(delay=0.25)
+    small, large = work / "puzzles_api.jsonl", work / "puzzles_large.jsonl"
+    small_ids, large_ids = make_puzzles(small, 600), make_puzzles(large, 3000)
+    pair = work / "puzzles_concurrent.jsonl"
+    pair_ids = make_puzzles(pair, 120)
 
     # kill windows: from "still importing" to "nearly done", as measured on this machine
     backends = [
@@ -196,7 +201,7 @@ def main() -> None:
             small,
             small_ids,
             ["--solver", "openai", "--model", "m", "--base-url", server.url, "--concurrency", "4"],
-            (0.5, 6.0),
+            (0.5, 7.0),
         ),  # fmt: skip
         ("markers", large, large_ids, ["--solver", "markers"], (0.5, 8.0)),
         ("random", large, large_ids, ["--solver", "random", "--seed", "1"], (0.5, 5.0)),
@@ -208,7 +213,7 @@ def main() -> None:
                             args.kills, window, rng, env)  # fmt: skip
         report["kill_resume"].append(stats)
         print(json.dumps(stats))
-    report["concurrent"] = concurrent_trials(args.concurrent, small, small_ids, work, server.url, args.max_delay, rng,
+    report["concurrent"] = concurrent_trials(args.concurrent, pair, pair_ids, work, server.url, args.max_delay, rng,
                                              env)  # fmt: skip
     report["concurrent"]["server_requests"] = server.requests
     print(json.dumps(report["concurrent"]))

@@ -239,6 +239,8 @@ def test_outputs_are_checked_before_the_build(tmp_path):
     assert_one_line_error(cli("build", path, "-o", blocker / "out", *SMALL), "is a file, not a folder")
     assert_one_line_error(cli("build", path, "-o", "/proc/cello1-out", *SMALL), "cannot write in /proc")
     assert_one_line_error(cli("build", path, "-o", data, "--overwrite", *SMALL), "holds the input", "delete")
+    assert_one_line_error(cli("build", path, str(path).replace("/in.h5ad", "/./in.h5ad"), "-o", tmp_path / "o", *SMALL),
+                          "given twice")  # fmt: skip
     assert path.exists() and sorted(files_under(data)) == ["in.h5ad"]
 
 

@@ -690,6 +690,20 @@ def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) ->
     return assign_ids(table, train, "train", config.seed), assign_ids(table, test, "test", config.seed), split
 
 
+def check_distinct_inputs(inputs: Sequence[Any]) -> None:
+    """The same file (or AnnData) given twice would put every cell in the data twice."""
+    from cello1.io import same_path
+
+    paths = [Path(item) for item in inputs if isinstance(item, (str, os.PathLike))]
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if path.exists() and same_path(path, other):
+                raise InputError(f"{path} is given twice (also as {other}); pass each input once")
+    objects = [id(item) for item in inputs if not isinstance(item, (str, os.PathLike))]
+    if len(objects) != len(set(objects)):
+        raise InputError("the same AnnData object is given twice; pass each input once")
+
+
 def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, **overrides: Any) -> BuildResult:
     """Build CellPuzzles from one or more AnnData objects or ``.h5ad`` paths.
 
@@ -714,6 +728,7 @@ def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, 
     inputs = list(adata_or_list) if isinstance(adata_or_list, (list, tuple)) else [adata_or_list]
     if not inputs:
         raise InputError("no input given; pass AnnData objects or .h5ad paths")
+    check_distinct_inputs(inputs)
     table, sources, notes = read_cells(inputs, config)
     train, test, split = build_from_table(table, config, notes)
     for note in notes:
