@@ -3,9 +3,10 @@ more source trees in the same sitting (issue 11: the reliability checks must not
 these down).
 
 Each measurement is a ``cello1`` command in a fresh child process (wall time from the
-child's start to its end, peak RSS = the child's ``VmHWM``); the source trees take turns
-(A, B, A, B, …) so load on the shared machine hits both alike. Reported: the best and the
-median of ``--repeats`` runs.
+child's start to its end, CPU time = the child's user + system time, which other jobs on a
+shared machine disturb far less than wall time; peak RSS = the child's ``VmHWM``); the
+source trees take turns (A, B, A, B, …) so load hits both alike. Reported: the best and
+the median of ``--repeats`` runs.
 
     python benchmarks/bench_scale.py --src before=/path/to/old/src --src after=src
     python benchmarks/bench_scale.py --cells 30000 --predictions 10000 --repeats 1   # quick look
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -108,13 +110,21 @@ def write_predictions(path: Path, count: int, seed: int) -> None:
 def run(src: Path, args: list[str]) -> dict[str, float]:
     """One ``cello1 ARGS`` in a child process using the sources in ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # children run one at a time: the delta is this one's
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{src}: cello1 {' '.join(args[:3])} … failed:\n{proc.stderr[-2000:]}")
     values = dict(line.split()[:2] for line in proc.stdout.splitlines() if line.startswith(("SECONDS", "MAXRSS_KB")))
-    return {"wall_s": wall, "command_s": float(values["SECONDS"]), "peak_mb": int(values["MAXRSS_KB"]) / 1024}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "command_s": float(values["SECONDS"]),
+        "peak_mb": int(values["MAXRSS_KB"]) / 1024,
+    }
 
 
 def main() -> None:
@@ -128,6 +138,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the raw runs as JSON")
+    ap.add_argument("--tasks", default="memory,backed,eval", help="which of memory, backed, eval to run")
     args = ap.parse_args()
 
     trees = dict(item.split("=", 1) for item in (args.src or [f"current={Path(__file__).parents[1] / 'src'}"]))
@@ -161,6 +172,8 @@ def main() -> None:
         ],  # fmt: skip
         "eval": lambda out: ["eval", str(preds), "--json", str(out / "metrics.json"), "-q"],
     }
+    wanted = {"memory": "build (in memory)", "backed": "build --backed", "eval": "eval"}
+    jobs = {job: make for job, make in jobs.items() if job in {wanted[t] for t in args.tasks.split(",")}}
     results: dict[str, dict[str, list[dict[str, float]]]] = {job: {name: [] for name in trees} for job in jobs}
     for repeat in range(args.repeats):
         for job, make_args in jobs.items():
@@ -169,15 +182,21 @@ def main() -> None:
                 out.mkdir(exist_ok=True) if job == "eval" else None
                 r = run(src, make_args(out))
                 results[job][name].append(r)
-                print(f"  {job:<18} {name:<8} run {repeat + 1}: {r['wall_s']:6.1f} s, peak {r['peak_mb']:7.0f} MB")
+                print(
+                    f"  {job:<18} {name:<8} run {repeat + 1}: {r['wall_s']:6.1f} s wall, {r['cpu_s']:6.1f} s CPU, "
+                    f"peak {r['peak_mb']:7.0f} MB"
+                )
                 subprocess.run(["rm", "-rf", str(out)], check=False)
     print()
-    print("| task | tree | best s | median s | peak RSS MB (max) | runs |\n|---|---|---:|---:|---:|---:|")
+    print("| task | tree | CPU s, best | CPU s, median | wall s, best | wall s, median | peak RSS MB (max) | runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for job, by_tree in results.items():
         for name, runs in by_tree.items():
-            walls = [r["wall_s"] for r in runs]
-            peak = max(r["peak_mb"] for r in runs)
-            print(f"| {job} | {name} | {min(walls):.1f} | {statistics.median(walls):.1f} | {peak:,.0f} | {len(runs)} |")
+            cpus, walls = [r["cpu_s"] for r in runs], [r["wall_s"] for r in runs]
+            print(
+                f"| {job} | {name} | {min(cpus):.1f} | {statistics.median(cpus):.1f} | {min(walls):.1f} | "
+                f"{statistics.median(walls):.1f} | {max(r['peak_mb'] for r in runs):,.0f} | {len(runs)} |"
+            )
     if args.json:
         args.json.write_text(json.dumps({"trees": {k: str(v) for k, v in trees.items()}, "results": results}, indent=1))
 

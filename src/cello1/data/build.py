@@ -180,7 +180,7 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
     obs = adata.obs
     if config.label_key not in obs.columns:
         raise _column_error("label", config.label_key, "label_key", list(obs.columns), source)
-    keep = ~np.asarray([is_missing(v) for v in obs[config.label_key].tolist()])
+    keep = ~missing_mask(obs[config.label_key])
     steps = [f"{int(keep.sum())} labelled"]
     if config.suspension_type and config.suspension_key in obs.columns:
         keep &= (obs[config.suspension_key].astype(str) == config.suspension_type).to_numpy()
@@ -198,6 +198,22 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
     if rows.size == 0:
         notes.append(f"{source}: empty selection ({obs.shape[0]} cells -> " + " -> ".join(steps) + ")")
     return rows
+
+
+def missing_mask(values: Any) -> np.ndarray:
+    """:func:`~cello1.data.context.is_missing` for every value of a column (a Series, array
+    or list), judged once per distinct value: a column has millions of cells but few values.
+    """
+    import pandas as pd
+
+    array = np.asarray(values, dtype=object)
+    mask = np.asarray(pd.isna(array), dtype=bool)
+    present = array[~mask]
+    if present.size:
+        placeholders = [v for v in pd.unique(present) if is_missing(v)]  # "unknown", "", "NaN" …
+        if placeholders:
+            mask |= pd.Series(array).isin(placeholders).to_numpy()
+    return mask
 
 
 def check_matrix(adata: Any, source: str) -> None:
@@ -237,7 +253,7 @@ def gene_names(adata: Any, config: BuildConfig, source: str, notes: list[str] | 
         )
     else:
         names, column = var_names, "var_names"
-    missing = [i for i, name in enumerate(names) if is_missing(name)]
+    missing = np.flatnonzero(missing_mask(names)).tolist()
     if missing:
         for i in missing:
             names[i] = None if is_missing(var_names[i]) else var_names[i]
@@ -276,7 +292,8 @@ def donor_values(adata: Any, config: BuildConfig, source: str, notes: list[str])
     """
     obs = adata.obs
     if config.donor_key in obs.columns:
-        return [None if is_missing(v) else str(v) for v in obs[config.donor_key].tolist()]
+        column = obs[config.donor_key]
+        return [None if m else str(v) for v, m in zip(column.tolist(), missing_mask(column).tolist(), strict=True)]
     if config.require_donor or config.donor_key != DEFAULT_DONOR_KEY:
         raise _column_error("donor", config.donor_key, "donor_key", list(obs.columns), source)
     if config.donor is not None:
@@ -457,7 +474,8 @@ def add_input(
 def _optional_column(obs: Any, column: str, rows: np.ndarray, default: str | None = None) -> list[str | None]:
     if column not in obs.columns:
         return [default] * rows.size
-    return [default if is_missing(v) else str(v) for v in obs[column].to_numpy()[rows].tolist()]
+    values = obs[column].to_numpy()[rows]
+    return [default if m else str(v) for v, m in zip(values.tolist(), missing_mask(values).tolist(), strict=True)]
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
