@@ -45,8 +45,10 @@ def test_outputs_are_checked_before_anything_is_written(workdir, tmp_path):
     cases = [
         (["-o", tmp_path / "o.h5ad", "--csv", tmp_path / "folder"], ["--csv", "is a folder"]),
         (["-o", tmp_path / "o.h5ad", "--csv", data], ["--csv", "is also an input"]),
-        (["-o", tmp_path / "o.h5ad", "--plot", data], ["--plot", "give a .png"]),
-        (["-o", tmp_path / "o.h5ad", "--plot", tmp_path / "umap.pdf"], ["--plot", ".png"]),
+        (["-o", tmp_path / "o.h5ad", "--plot", data], ["--plot", "unknown figure format", ".png, .pdf or .svg"]),
+        (["-o", tmp_path / "o.h5ad", "--plot", tmp_path / "umap.xyz"], ["--plot", "unknown figure format"]),
+        (["-o", tmp_path / "o.h5ad", "--report", tmp_path / "r.txt"], ["--report", ".html"]),
+        (["-o", tmp_path / "o.h5ad", "--report", tmp_path / "r.html", "--csv", tmp_path / "r.html"], ["same file"]),
         (["-o", tmp_path / "o.h5ad", "--csv", tmp_path / "o.h5ad"], ["name the same file"]),
         (["-o", tmp_path / "folder"], ["--out", "is a folder"]),
         (["-o", data], ["is the input file", "--inplace"]),

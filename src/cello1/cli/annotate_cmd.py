@@ -126,7 +126,7 @@ def annotate(
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--report {report.name!r}: the report is HTML; end the file name in .html")
     csv_path = csv or out.with_name(out.stem + "_clusters.csv")
-    _check_outputs(data, out, csv_path, plot)  # all of them, before the (possibly long) run
+    _check_outputs(data, out, csv_path, plot, report)  # all of them, before the (possibly long) run
     adata = _read_h5ad(data)
     _check_data(adata, data, layer, use_raw)
 
@@ -216,16 +216,14 @@ def _output_path(data: Path, out: Path | None, inplace: bool) -> Path:
     return out
 
 
-def _check_outputs(data: Path, out: Path, csv_path: Path, plot: Path | None) -> None:
+def _check_outputs(data: Path, out: Path, csv_path: Path, plot: Path | None, report: Path | None) -> None:
     """Each output a writable file that is not the input (except ``out`` with --inplace) and
     not another output, so nothing is written unless everything can be.
     """
     from cello1.errors import InputError
     from cello1.io import check_output_file, same_path
 
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InputError(f"--plot {plot}: give a .png file name")
-    outputs = [("out", out, []), ("csv", csv_path, [data]), ("plot", plot, [data])]
+    outputs = [("out", out, []), ("csv", csv_path, [data]), ("plot", plot, [data]), ("report", report, [data])]
     given = [(param, path, inputs) for param, path, inputs in outputs if path is not None]
     for i, (param, path, inputs) in enumerate(given):
         check_output_file(path, param, inputs)
