@@ -43,7 +43,7 @@ $(VERL_STAMP):
 	$(VERL_VENV)/bin/pip install -q verl==$(VERL_VERSION)
 	touch $(VERL_STAMP)
 
-demo: setup
+demo: $(STAMP)
 	$(BIN)/cello1 demo -o demo_out
 
 test: setup verl-env
