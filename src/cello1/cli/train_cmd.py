@@ -5,7 +5,7 @@ below, then ``--set key=value`` overrides (any stage-config key or TRL argument)
 resolved config is saved next to the outputs. Multi-GPU/multi-node::
 
     accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml \\
-        -m cello1.cli train grpo --config configs/grpo.yaml
+        -m cello1.cli train grpo --config paper
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Train Cell-o1 models (SFT, GRPO).", no_args_is_help=True)
 
 _CONFIG = typer.Option(
-    None, "--config", "-c", help="Stage config (.yaml/.yml/.toml); see configs/sft.yaml, configs/grpo.yaml."
+    None,
+    "--config",
+    "-c",
+    help="Stage config: a packaged one by name (paper | cpu | gpu; `cello1 train configs` lists them) "
+    "or a .yaml/.yml/.toml file.",
 )
 _MODEL = typer.Option(None, "--model", "-m", help="Base model: hub id, local folder or .gguf file.")
 _TRAIN = typer.Option(None, "--train", help="Training puzzles (any file `cello1 build`/official data provides).")
@@ -39,7 +43,9 @@ _RESUME = typer.Option(
 )
 
 
-def build_config(stage: str, config: Path | None, options: dict[str, Any], overrides: list[str] | None) -> StageConfig:
+def build_config(
+    stage: str, config: str | Path | None, options: dict[str, Any], overrides: list[str] | None
+) -> StageConfig:
     from cello1.training.config import load_config, parse_overrides
 
     values = {k: v for k, v in options.items() if v is not None}
@@ -87,7 +93,7 @@ def _report(stage: str, result) -> None:
 @app.command("sft")
 @cli_errors
 def sft(
-    config: Path | None = _CONFIG,
+    config: str | None = _CONFIG,
     model: str | None = _MODEL,
     train: str | None = _TRAIN,
     eval_file: str | None = _EVAL,
@@ -113,7 +119,7 @@ def sft(
 @app.command("grpo")
 @cli_errors
 def grpo(
-    config: Path | None = _CONFIG,
+    config: str | None = _CONFIG,
     model: str | None = _MODEL,
     train: str | None = _TRAIN,
     eval_file: str | None = _EVAL,
@@ -134,3 +140,15 @@ def grpo(
     options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
     options.update(num_generations=num_generations, use_vllm=use_vllm)
     _report("grpo", train_grpo(preflight(build_config("grpo", config, options, set_))))
+
+
+@app.command("configs")
+@cli_errors
+def configs() -> None:
+    """List the configs shipped with cello1 (use: cello1 train sft --config NAME); copy one to edit it."""
+    from cello1.training.config import NAMED_CONFIGS, STAGES, named_config_path
+
+    for name, about in NAMED_CONFIGS.items():
+        typer.echo(f"{name}: {about}")
+        for stage in STAGES:
+            typer.echo(f"  {stage}: {named_config_path(name, stage)}")
