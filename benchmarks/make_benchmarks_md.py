@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["build", "scoring", "llm_solvers", "nonllm_solvers", "training", "rl_curve", "annotate"]
+ORDER = ["build", "scoring", "llm_solvers", "nonllm_solvers", "training", "rl_curve", "annotate", "audit", "reliability"]
 
 
 def demote(markdown: str) -> str:

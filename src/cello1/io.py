@@ -547,21 +547,13 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
     """
     out = Path(out)
     check_output_dir(out, overwrite)
-    make_parent(out)
-    clean_stale_temps(out)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=_TMP_SUFFIX, dir=out.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror}") from None
-    try:
-        yield tmp
-        os.chmod(tmp, _target_mode(out, directory=True))
-        _replace_dir(tmp, out, overwrite)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with temp_dir_beside(out) as tmp:
+        try:
+            yield tmp
+            os.chmod(tmp, _target_mode(out, directory=True))
+            _replace_dir(tmp, out, overwrite)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:

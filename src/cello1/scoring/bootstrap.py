@@ -1,8 +1,9 @@
 """Vectorised, seeded bootstrap confidence intervals (numpy only).
 
 A resample of n items is a row of n indices drawn with replacement; B rows are drawn
-in chunks (bounded memory) and every metric — a mean, or a ratio of sums such as cell
-accuracy — is computed for all rows at once with fancy indexing. All metrics of one
+in chunks (bounded memory) and turned into a B × n matrix of how often each item was
+drawn, so every metric — a mean, or a ratio of sums such as cell accuracy — of every
+resample comes out of one matrix product (all metrics at once, not one gather each). All metrics of one
 evaluation share the same resamples (so their intervals are mutually consistent), and a
 paired comparison applies the same resamples to both systems, which is what makes the
 difference's interval tighter than two separate intervals.
@@ -33,11 +34,21 @@ def resample_indices(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
         done += size
 
 
-def _stat(idx: np.ndarray, num: np.ndarray, den: np.ndarray | None) -> np.ndarray:
-    top = num[idx].sum(axis=1)
-    bottom = den[idx].sum(axis=1) if den is not None else np.full(len(idx), idx.shape[1], dtype=np.float64)
+def draw_counts(idx: np.ndarray) -> np.ndarray:
+    """How often each of the n items occurs in each resample row (a B × n float matrix)."""
+    rows, n = idx.shape
+    flat = (idx + (np.arange(rows, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1), np.nan)
+
+
+def _stat(counts: np.ndarray, num: np.ndarray, den: np.ndarray | None) -> np.ndarray:
+    bottom = counts @ den if den is not None else counts.sum(axis=1)
+    return _ratio(counts @ num, bottom)
 
 
 def _as_arrays(ratio: Ratio) -> tuple[np.ndarray, np.ndarray | None]:
@@ -53,11 +64,16 @@ def bootstrap_cis(
     n = len(next(iter(arrays.values()))[0]) if arrays else 0
     if n == 0 or resamples <= 0:
         return {name: (float("nan"), float("nan")) for name in arrays}
-    stats: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
+    names = list(arrays)
+    nums = np.column_stack([arrays[name][0] for name in names])
+    ones = np.ones(n)
+    dens = np.column_stack([ones if arrays[name][1] is None else arrays[name][1] for name in names])
+    chunks = []
     for idx in resample_indices(n, resamples, seed):
-        for name, (num, den) in arrays.items():
-            stats[name].append(_stat(idx, num, den))
-    return {name: _percentiles(np.concatenate(chunks), level) for name, chunks in stats.items()}
+        counts = draw_counts(idx)
+        chunks.append(_ratio(counts @ nums, counts @ dens))
+    stats = np.concatenate(chunks)
+    return {name: _percentiles(stats[:, j], level) for j, name in enumerate(names)}
 
 
 def bootstrap_ci(
@@ -90,10 +106,10 @@ def paired_bootstrap(
     if n == 0:
         nan = float("nan")
         return {"diff": nan, "ci_low": nan, "ci_high": nan, "p_value": nan}
-    full = np.arange(n)[None, :]
+    full = np.ones((1, n))
     point = float(_stat(full, b, d)[0] - _stat(full, a, d)[0])
     diffs = np.concatenate(
-        [_stat(idx, b, d) - _stat(idx, a, d) for idx in resample_indices(n, max(resamples, 1), seed)]
+        [_stat(c, b, d) - _stat(c, a, d) for c in map(draw_counts, resample_indices(n, max(resamples, 1), seed))]
     )
     low, high = _percentiles(diffs, level)
     diffs = diffs[~np.isnan(diffs)]
