@@ -8,7 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["build", "scoring", "llm_solvers", "nonllm_solvers", "training", "annotate", "audit", "reliability"]
+ORDER = [
+    "build",
+    "scoring",
+    "llm_solvers",
+    "nonllm_solvers",
+    "training",
+    "rl_curve",
+    "annotate",
+    "audit",
+    "reliability",
+]
 
 
 def demote(markdown: str) -> str:

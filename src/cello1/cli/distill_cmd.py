@@ -40,6 +40,11 @@ def distill(
         help="Keep only traces whose every cell has at least this confidence "
         "(teachers that write confidence: markers, reference, ensemble).",
     ),
+    trace: str = typer.Option(
+        "full",
+        help="full: the teacher's own reasoning; brief: one line per cell (first genes → label), "
+        "for small students and CPU budgets.",
+    ),
     limit: int | None = typer.Option(None, min=0, help="Only the first K puzzles."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -59,7 +64,15 @@ def distill(
         seed=seed,
     )
     report = run_distill(
-        puzzles, solver, out, k=k, progress=progress, limit=limit, min_confidence=min_confidence, **options
+        puzzles,
+        solver,
+        out,
+        k=k,
+        progress=progress,
+        limit=limit,
+        min_confidence=min_confidence,
+        trace=trace,
+        **options,
     )
     typer.echo(f"{'N':>4} {'puzzles':>8} {'traces':>7} {'accepted':>9} {'rate':>7} {'solved':>7}")
     for row in report.table():

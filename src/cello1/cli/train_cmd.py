@@ -41,6 +41,12 @@ _SET = typer.Option(None, "--set", help="Override any setting: --set key=value (
 _RESUME = typer.Option(
     None, "--resume/--no-resume", help="Resume from the last checkpoint in the run folder [default: auto]."
 )
+_PLOT = typer.Option(
+    None, "--plot/--no-plot", help="Draw metrics.jsonl into OUTPUT/training_curves.png at the end [default: no]."
+)
+_REPORT_TO = typer.Option(
+    None, "--report-to", help="Also log to: none | tensorboard | wandb | … (TRL's report_to) [default: none]."
+)
 
 
 def build_config(
@@ -67,8 +73,10 @@ def preflight(config: StageConfig) -> StageConfig:
     return config
 
 
-def _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume) -> dict[str, Any]:
+def _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume, plot, report_to) -> dict:
     return {
+        "plot": plot,
+        "report_to": report_to,
         "model": model,
         "train_file": None if train is None else str(train),
         "eval_file": None if eval_file is None else str(eval_file),
@@ -106,12 +114,17 @@ def sft(
         None, "--merge/--no-merge", help="Merge the adapter into OUTPUT/merged [default: merge]."
     ),
     resume: bool | None = _RESUME,
+    plot: bool | None = _PLOT,
+    report_to: str | None = _REPORT_TO,
     set_: list[str] | None = _SET,
 ) -> None:
-    """Cold-start SFT with LoRA/DoRA on reasoning traces (paper defaults), adapter merged at the end."""
+    """Cold-start SFT with LoRA/DoRA on reasoning traces (paper defaults), adapter merged at the end.
+
+    Traces: `cello1 distill` output or the official reasoning-split records as they are.
+    """
     from cello1.training.sft import train_sft
 
-    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
+    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume, plot, report_to)
     options.update(use_dora=use_dora, merge=merge)
     _report("sft", train_sft(preflight(build_config("sft", config, options, set_))))
 
@@ -131,14 +144,37 @@ def grpo(
         None, "--num-generations", min=2, help="Rollouts per prompt [default: 5]."
     ),
     use_vllm: str | None = typer.Option(None, "--use-vllm", help="auto | true | false [default: auto]."),
+    constrained: bool | None = typer.Option(
+        None,
+        "--constrained/--free",
+        help="Constrained rollouts: every rollout a strict-format permutation of the candidates, so every "
+        "rollout earns a reward in [0, 1] (see docs/training.md for the bias) [default: free].",
+    ),
+    reward: str | None = typer.Option(
+        None,
+        "--reward",
+        help="Reward variant: paper | cell_accuracy | exact_match | shaped | ontology | format "
+        "(credits: --set reward_options=...) [default: paper].",
+    ),
+    curriculum: str | None = typer.Option(
+        None, "--curriculum", help="none | stage (small N first) | adaptive (next N once mastered) [default: none]."
+    ),
     resume: bool | None = _RESUME,
+    plot: bool | None = _PLOT,
+    report_to: str | None = _REPORT_TO,
     set_: list[str] | None = _SET,
 ) -> None:
     """GRPO with the batch-level reward (paper defaults); logs reward, accuracy, format rate."""
     from cello1.training.grpo import train_grpo
 
-    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
-    options.update(num_generations=num_generations, use_vllm=use_vllm)
+    options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume, plot, report_to)
+    options.update(
+        num_generations=num_generations,
+        use_vllm=use_vllm,
+        constrained=constrained,
+        reward_variant=reward,
+        curriculum=curriculum,
+    )
     _report("grpo", train_grpo(preflight(build_config("grpo", config, options, set_))))
 
 

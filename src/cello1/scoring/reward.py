@@ -20,7 +20,25 @@ Variants (``variant=``):
   (the alternative left as a comment in the released code);
 * ``"cell_accuracy"`` — −1 when invalid, else the share of right cells;
 * ``"format"`` — 1 if the strict format check passes, else 0 (a separate shaping term
-  to add next to an accuracy reward).
+  to add next to an accuracy reward);
+* ``"shaped"`` — format shaping for cold starts: a well-formed answer scores as ``paper``
+  (in [0, 1]); anything else scores in [−1, −0.5] instead of a flat −1: −1, plus
+  ``think_credit`` (0.1) for a ``<think>…</think>`` block, plus ``answer_credit`` (0.1) for
+  an ``<answer>`` tag, plus ``slots_credit`` (0.3) × the share of the N gold labels that the
+  forgiving reading (:func:`cello1.grammar.loose_labels`) finds among the first N it reads.
+  Every well-formed answer still beats every malformed one, but a group of malformed
+  rollouts is no longer flat, so it carries a gradient;
+* ``"ontology"`` — Cell Ontology partial credit: −1 when invalid, else
+  (credit / N + exact match) / 2, where a cell's credit is 1 for the right label,
+  ``coarse_credit`` (0.5) when the predicted label's Cell Ontology term is an ancestor of
+  the gold one (too coarse: "T cell" for "CD8+ T cell"), ``fine_credit`` (0.5) when it is
+  a descendant (too fine), ``same_term_credit`` (0.5) when two different labels name the
+  same term, else 0 (:func:`cello1.knowledge.ontology.relation`; fuzzy label mappings never
+  count). Batch accuracy (the exact-match half) stays strict.
+
+Variant options (the credits above) are keyword arguments of :func:`batch_reward`,
+:func:`cello1.scoring.make_reward` and ``reward_options`` in verl's ``extra_info``;
+:data:`VARIANT_OPTIONS` lists them with their defaults.
 """
 
 from __future__ import annotations
@@ -29,7 +47,16 @@ import functools
 from collections.abc import Callable
 
 from cello1.errors import InputError
-from cello1.grammar import is_valid_format, parse_gold, split_labels, strict_answer
+from cello1.grammar import (
+    ANSWER_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    is_valid_format,
+    loose_labels,
+    parse_gold,
+    split_labels,
+    strict_answer,
+)
 
 INVALID = -1.0
 
@@ -89,15 +116,75 @@ def _format(completion: str, gold: tuple[str, ...]) -> float:
     return float(is_valid_format(completion))
 
 
-VARIANTS: dict[str, Callable[[str, tuple[str, ...]], float]] = {
+def tag_credit(completion: str, think_credit: float, answer_credit: float) -> float:
+    """The ``shaped`` variant's credit for the tags a malformed completion got right: a
+    ``<think>…</think>`` block and an ``<answer>`` tag.
+    """
+    credit = 0.0
+    start = completion.find(THINK_OPEN)
+    if start >= 0 and completion.find(THINK_CLOSE, start) > start:
+        credit += think_credit
+    if ANSWER_OPEN in completion:
+        credit += answer_credit
+    return credit
+
+
+def _shaped(
+    completion: str, gold: tuple[str, ...], think_credit: float = 0.1, answer_credit: float = 0.1,
+    slots_credit: float = 0.3,
+) -> float:  # fmt: skip
+    labels, correct = judge(completion, gold)
+    if well_formed(labels, len(gold)):
+        return paper_reward(labels, correct, len(gold))
+    read = {label.lower() for label in loose_labels(completion)[: len(gold)]}
+    found = len(read & set(gold)) / len(gold)
+    return INVALID + tag_credit(completion, think_credit, answer_credit) + slots_credit * found
+
+
+def cell_credit(
+    predicted: str, gold: str, coarse_credit: float = 0.5, fine_credit: float = 0.5, same_term_credit: float = 0.5
+) -> float:
+    """Credit of one cell: 1 for the right label (case-insensitive), the matching partial credit
+    when the two labels' Cell Ontology terms are the same, or one is an ancestor of the other, else 0.
+    """
+    if predicted.lower() == gold.lower():
+        return 1.0
+    from cello1.knowledge.ontology import relation
+
+    kind = relation(predicted, gold)
+    return {"ancestor": coarse_credit, "descendant": fine_credit, "same": same_term_credit}.get(kind, 0.0)
+
+
+def _ontology(
+    completion: str, gold: tuple[str, ...], coarse_credit: float = 0.5, fine_credit: float = 0.5,
+    same_term_credit: float = 0.5,
+) -> float:  # fmt: skip
+    labels, correct = judge(completion, gold)
+    if not well_formed(labels, len(gold)):
+        return INVALID
+    credit = sum(
+        cell_credit(p, g, coarse_credit, fine_credit, same_term_credit) for p, g in zip(labels, gold, strict=True)
+    )
+    return (credit / len(gold) + (correct == len(gold))) / 2
+
+
+VARIANTS: dict[str, Callable[..., float]] = {
     "paper": _paper,
     "exact_match": _exact_match,
     "cell_accuracy": _cell_accuracy,
     "format": _format,
+    "shaped": _shaped,
+    "ontology": _ontology,
 }
 
+VARIANT_OPTIONS: dict[str, dict[str, float]] = {
+    "shaped": {"think_credit": 0.1, "answer_credit": 0.1, "slots_credit": 0.3},
+    "ontology": {"coarse_credit": 0.5, "fine_credit": 0.5, "same_term_credit": 0.5},
+}
+"""The options each variant takes, with their defaults (variants not listed take none)."""
 
-def check_variant(variant: str) -> Callable[[str, tuple[str, ...]], float]:
+
+def check_variant(variant: str) -> Callable[..., float]:
     """The scoring function of a reward variant; raises :class:`~cello1.errors.InputError` if unknown."""
     try:
         return VARIANTS[variant]
@@ -105,13 +192,37 @@ def check_variant(variant: str) -> Callable[[str, tuple[str, ...]], float]:
         raise InputError(f"unknown reward variant {variant!r}; choose one of: {', '.join(VARIANTS)}") from None
 
 
-def batch_reward(completion: str, gold: str | list[str], variant: str = "paper") -> float:
+def check_options(variant: str, options: dict[str, object] | None) -> dict[str, float]:
+    """``options`` as numbers, checked against what ``variant`` takes (:data:`VARIANT_OPTIONS`)."""
+    check_variant(variant)
+    allowed = VARIANT_OPTIONS.get(variant, {})
+    unknown = sorted(set(options or {}) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "no options"
+        raise InputError(
+            f"reward variant {variant!r} does not take {', '.join(unknown)} (it takes {takes}); "
+            "check {reward_options}",
+            params=["reward_options"],
+        )
+    checked = {}
+    for key, value in (options or {}).items():
+        try:
+            checked[key] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"reward option {key}={value!r} is not a number") from None
+    return checked
+
+
+def batch_reward(completion: str, gold: str | list[str], variant: str = "paper", **options: float) -> float:
     """Reward of one completion against the gold (``"A | B | C"`` or a list of labels).
 
     Never raises on the completion: anything that is not a well-formed answer scores −1
-    (0 for the ``format`` variant). An empty gold scores −1 like the released code.
+    (0 for the ``format`` variant; at least −1 for ``shaped``). An empty gold scores −1 like
+    the released code. ``options`` are the variant's credits (:data:`VARIANT_OPTIONS`).
     """
     score = check_variant(variant)
+    if options:
+        score = functools.partial(score, **check_options(variant, options))
     if isinstance(gold, str):
         gold_list = _gold_key(gold)
     else:
@@ -126,8 +237,10 @@ def batch_reward(completion: str, gold: str | list[str], variant: str = "paper")
     return float(score(completion, gold_list))
 
 
-def batch_rewards(completions: list[str], golds: list[str | list[str]], variant: str = "paper") -> list[float]:
+def batch_rewards(
+    completions: list[str], golds: list[str | list[str]], variant: str = "paper", **options: float
+) -> list[float]:
     """:func:`batch_reward` over parallel lists."""
     if len(completions) != len(golds):
         raise InputError(f"{len(completions)} completions but {len(golds)} gold answers; they must pair up")
-    return [batch_reward(c, g, variant) for c, g in zip(completions, golds, strict=True)]
+    return [batch_reward(c, g, variant, **options) for c, g in zip(completions, golds, strict=True)]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.scoring.reward import batch_reward, check_variant
+from cello1.scoring.reward import batch_reward, check_options
 
 GOLD_COLUMNS = ("answer", "ground_truth", "solution")
 
@@ -57,16 +57,20 @@ def _gold_column(columns: dict[str, Any], n: int) -> list[Any]:
     )
 
 
-def make_reward(variant: str = "paper") -> Callable[..., list[float]]:
-    """A TRL reward function for one variant (see :mod:`cello1.scoring.reward`)."""
-    check_variant(variant)
+def make_reward(variant: str = "paper", **options: float) -> Callable[..., list[float]]:
+    """A TRL reward function for one variant (see :mod:`cello1.scoring.reward`); ``options`` are
+    the variant's credits (e.g. ``make_reward("ontology", coarse_credit=0.25)``).
+    """
+    options = check_options(variant, options)
 
     def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float]:
         completions = list(completions)
         if variant == "format":
             return [batch_reward(completion_text(c), "", variant) for c in completions]
         golds = _gold_column(columns, len(completions))
-        return [batch_reward(completion_text(c), g, variant) for c, g in zip(completions, golds, strict=True)]
+        return [
+            batch_reward(completion_text(c), g, variant, **options) for c, g in zip(completions, golds, strict=True)
+        ]
 
     reward.__name__ = reward.__qualname__ = f"reward_{variant}"
     reward.__doc__ = f"Cell-o1 batch-level reward, variant {variant!r}, for TRL."

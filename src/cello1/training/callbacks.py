@@ -7,13 +7,17 @@
   ``cello1.scoring.evaluate``, i.e. the same numbers as ``cello1 eval``.
 * :class:`HeldOutEvalCallback` — runs :func:`evaluate_model` every ``eval_steps`` and at
   the end, logs ``heldout/*`` and writes the predictions to ``{output_dir}/eval/``.
-* :class:`JsonlLogCallback` — appends every log line to ``{output_dir}/metrics.jsonl``.
+* :class:`JsonlLogCallback` — appends every log line to ``{output_dir}/metrics.jsonl``
+  (GRPO: reward mean/std, ``frac_reward_zero_std``, rollout cell/batch accuracy and format
+  rate, reward by N, KL when ``beta`` > 0, completion length, loss; SFT: loss, token
+  accuracy); ``cello1.training.plots`` draws them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -177,7 +181,12 @@ def make_jsonl_log_callback(output_dir: str | Path) -> TrainerCallback:
 
 def _append_metrics(output_dir: Path, entry: dict[str, Any]) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    clean = {k: v for k, v in entry.items() if _is_jsonable(v)}
+    # None/NaN mark "not measured this step" (e.g. the reward of an N absent from the batch): leave it out
+    clean = {
+        k: v
+        for k, v in entry.items()
+        if v is not None and _is_jsonable(v) and not (isinstance(v, float) and math.isnan(v))
+    }
     with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(clean) + "\n")
 

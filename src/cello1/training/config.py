@@ -70,6 +70,12 @@ class StageConfig:
     save_steps: int = 500
     save_total_limit: int | None = 2
     report_to: str = "none"
+    """Where TRL also sends the per-step metrics: ``none``, ``tensorboard`` (``pip install
+    tensorboard``; logs under ``{output_dir}/runs``), ``wandb``, ``mlflow`` … (any transformers
+    integration, comma-separated). ``metrics.jsonl`` is written either way."""
+    plot: bool = False
+    """Draw the curves of ``metrics.jsonl`` into ``{output_dir}/training_curves.png`` at the end
+    (reward, reward std, zero-variance groups, accuracy, format rate, KL, length, loss)."""
     resume_from_checkpoint: str | bool | None = "auto"
     """``auto`` resumes from the last ``checkpoint-*`` in ``output_dir`` when there is one."""
 
@@ -129,6 +135,9 @@ class SFTStageConfig(StageConfig):
     """Merge the adapter into a standalone model folder ``{output_dir}/merged`` at the end."""
     merged_dir: str | None = None
     """Where the merged model goes (default ``{output_dir}/merged``)."""
+    share_prompt_prefix: bool = False
+    """Run the prompt prefix every row of a batch shares (chat template + system message) once,
+    with gradient (:mod:`cello1.training.prefix_sharing`); exact, and faster on a CPU."""
 
     stage: typing.ClassVar[str] = "sft"
 
@@ -158,8 +167,29 @@ class GRPOStageConfig(StageConfig):
     entropy_coef: float = recipe.GRPO_ENTROPY_COEF
     temperature: float = 1.0
     reward_variant: str = "paper"
-    """``paper`` ((cell acc + exact)/2, −1 on bad format) or ``exact_match`` (the released code's
-    commented-out alternative); any variant of ``cello1.scoring.VARIANTS``."""
+    """``paper`` ((cell acc + exact)/2, −1 on bad format; the default), ``exact_match`` (the
+    released code's commented-out alternative), ``cell_accuracy`` (dense per-cell), ``shaped``
+    (format shaping for cold starts), ``ontology`` (Cell Ontology parent/child partial credit):
+    any variant of ``cello1.scoring.VARIANTS`` (docs/training.md, "Rewards")."""
+    reward_options: dict[str, float] = field(default_factory=dict)
+    """The variant's credits, e.g. ``{coarse_credit: 0.25, fine_credit: 0.5}`` for ``ontology``
+    (``cello1.scoring.reward.VARIANT_OPTIONS`` lists them with their defaults)."""
+    constrained: bool = False
+    """Constrained rollouts: every rollout is a strict-format permutation of its puzzle's
+    candidates (:mod:`cello1.training.constrained_grpo`; transformers generation or vLLM colocate)."""
+    mask_forced_tokens: bool = True
+    """With ``constrained``: leave the tokens the constraint forced out of the loss (their
+    probability under the constrained sampler is 1, so their exact gradient is 0)."""
+    share_prompt_prefill: bool = False
+    """Compute each distinct prompt once in rollouts and in the training forward/backward (TRL
+    repeats it ``num_generations`` times); exact, and much faster on a CPU."""
+    curriculum: str = "none"
+    """``none``, ``stage`` (puzzles visited by N, smallest first) or ``adaptive`` (the smallest N
+    until its running reward reaches ``curriculum_threshold``, then the next N)."""
+    curriculum_threshold: float = 0.5
+    """``adaptive``: mean reward over the last ``curriculum_window`` rollouts that moves training to the next N."""
+    curriculum_window: int = 32
+    """``adaptive``: how many of the latest rollouts at the current N the running reward covers."""
     use_vllm: bool | str = "auto"
     """``auto``: vLLM rollouts when vLLM is installed and a GPU is present."""
     vllm_mode: str = "colocate"
@@ -192,9 +222,21 @@ class GRPOStageConfig(StageConfig):
                 f"per_device_train_batch_size x processes ({self.per_device_train_batch_size * world})"
             )
         from cello1.scoring import VARIANTS
+        from cello1.scoring.reward import check_options
+        from cello1.training.curriculum import CurriculumState, check_curriculum
 
         if self.reward_variant not in VARIANTS:
             raise InputError(f"reward_variant must be one of {', '.join(VARIANTS)}, not {self.reward_variant!r}")
+        check_options(self.reward_variant, self.reward_options)
+        check_curriculum(self.curriculum)
+        CurriculumState([], self.curriculum_threshold, self.curriculum_window)  # checks the window
+        vllm_asked = str(self.use_vllm).lower() not in ("false", "no", "0", "off", "auto")
+        if self.constrained and vllm_asked and (self.vllm_mode != "colocate" or self.vllm_tensor_parallel_size != 1):
+            raise InputError(
+                "{constrained} rollouts with vLLM need vllm_mode=colocate and vllm_tensor_parallel_size=1 "
+                "(each rollout gets its own structured-output regex); or set use_vllm=false",
+                params=["constrained"],
+            )
 
 
 STAGES: dict[str, type[StageConfig]] = {"sft": SFTStageConfig, "grpo": GRPOStageConfig}

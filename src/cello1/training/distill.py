@@ -11,9 +11,16 @@ is kept only when its lowest per-cell confidence (written by the solvers that as
 a score matrix: ``markers``, ``reference``, ``ensemble``) reaches it, so the reasoning a
 student learns from backs its answer rather than a lucky guess.
 
-Any solver works as the teacher (``cello1.solvers.get_solver``). The raw traces go
+Any solver works as the teacher (``cello1.solvers.get_solver``): the markers solver
+(offline, explains its evidence per cell), or an LLM through any backend (``hf``, ``vllm``,
+``gguf``, ``openai`` for any OpenAI-compatible server). The raw traces go
 through the resumable runner into ``{out}.traces.jsonl``: re-running the same command
 after an interruption only asks the teacher for what is missing.
+
+``trace="brief"`` rewrites every kept trace as one short line per cell — the cell's first
+genes, then the teacher's label (``Cell 1: LYZ, S100A9, CST3 → CD14+ Monocyte``) — for
+students and budgets that cannot afford the teacher's full text (the markers teacher writes
+~260–320 tokens per puzzle at N 3–10; brief traces ~15 tokens per cell; docs/training.md).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from cello1.puzzle import Puzzle
 from cello1.solvers.base import Solver
 
 _WS = re.compile(r"\s+")
+TRACE_STYLES = ("full", "brief")
+BRIEF_GENES = 3
 
 
 @dataclass
@@ -114,6 +123,31 @@ def accept_trace(text: str, gold: list[str]) -> str | None:
     return think if think is not None and think.strip() else None
 
 
+def brief_trace(puzzle: Puzzle, labels: list[str], genes: int = BRIEF_GENES) -> str:
+    """One line per cell: its first ``genes`` genes, then its label (``Cell 1: G1, G2, G3 → T``)."""
+    return "\n".join(
+        f"Cell {i}: {', '.join(cell[:genes])} → {label}"
+        for i, (cell, label) in enumerate(zip(puzzle.cells, labels, strict=True), start=1)
+    )
+
+
+def brief_traces(report: DistillReport) -> None:
+    """Rewrite the kept traces with :func:`brief_trace`; correct traces of one puzzle become
+    identical, so only the first is kept (the others count as duplicates).
+    """
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for puzzle in report.kept:
+        brief = replace(puzzle, reasoning=brief_trace(puzzle, puzzle.answer or []))
+        key = (brief.user_msg, brief.reasoning or "")
+        if key in seen:
+            report.duplicates += 1
+            continue
+        seen.add(key)
+        kept.append(brief)
+    report.kept = kept
+
+
 def traces_path_for(out: str | os.PathLike) -> Path:
     """Where the raw traces of output ``out`` go: ``{out stem}.traces.jsonl`` beside it."""
     out = Path(out)
@@ -130,17 +164,21 @@ def distill(
     progress: bool = True,
     limit: int | None = None,
     min_confidence: float | None = None,
+    trace: str = "full",
     **solver_options: Any,
 ) -> DistillReport:
     """Distil correct traces from a teacher; writes ``out`` (official records) if given.
 
     ``min_confidence`` keeps only traces whose every cell has at least that confidence
-    (teachers that write per-cell confidence only).
+    (teachers that write per-cell confidence only). ``trace="brief"`` rewrites the kept traces
+    as one line per cell (:func:`brief_trace`).
     """
     from cello1.solvers.run import load_puzzles, solve
 
     if k < 1:
         raise InputError(f"{{k}} must be >= 1, not {k}", params=["k"])
+    if trace not in TRACE_STYLES:
+        raise InputError(f"{{trace}} must be one of {', '.join(TRACE_STYLES)}, not {trace!r}", params=["trace"])
     if out is not None:
         inputs = [puzzles] if isinstance(puzzles, (str, os.PathLike)) else []
         check_output_file(out, "out", inputs)
@@ -168,6 +206,8 @@ def distill(
         traces_path = traces_path_for(out)
     records = solve(puzzle_list, solver, traces_path, progress=progress, **solver_options)
     report = select_traces(puzzle_list, records, min_confidence=min_confidence)
+    if trace == "brief":
+        brief_traces(report)
     if out is not None:
         if not report.kept and not report.traces:
             first = next((r.error for r in records if r.error), "no answer")

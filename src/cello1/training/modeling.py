@@ -182,7 +182,8 @@ def trainer_kwargs(config: Any, **stage_kwargs: Any) -> dict[str, Any]:
         **stage_kwargs,
         **precision_settings(config.bf16, config.use_cpu),
     }
-    if config.gradient_checkpointing:
-        kwargs["gradient_checkpointing"] = True
+    # always explicit: TRL's SFTConfig/GRPOConfig default to gradient_checkpointing=True, which
+    # recomputes every forward in the backward pass (~30 % slower; only worth it for memory)
+    kwargs["gradient_checkpointing"] = bool(config.gradient_checkpointing)
     kwargs.update(config.trl_args)
     return kwargs

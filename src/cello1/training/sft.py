@@ -137,7 +137,7 @@ def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: lis
 
     model = model if model is not None else load_model(config.model, "bfloat16" if args.bf16 else None)
     all_callbacks, heldout = stage_callbacks(config, tokenizer, eval_puzzles, out, callbacks)
-    trainer = SFTTrainer(
+    trainer = (shared_prefix_trainer(SFTTrainer) if config.share_prompt_prefix else SFTTrainer)(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -155,7 +155,40 @@ def train_sft(config: SFTStageConfig, model=None, tokenizer=None, callbacks: lis
         if config.merge or not config.use_lora:
             model_dir = Path(config.merged_dir or out / "merged")
             save_merged(trainer.model, tokenizer, model_dir, config.prompt_layout)
+    finish_run(config, out)
     return TrainResult(out, model_dir, dict(result.metrics), heldout.history if heldout else [])
+
+
+def finish_run(config: StageConfig, output_dir: Path) -> Path | None:
+    """End-of-run extras: the curves PNG when ``config.plot`` is on (``None`` otherwise)."""
+    if not config.plot:
+        return None
+    from cello1.training.plots import plot_metrics
+
+    try:
+        path = plot_metrics(output_dir)
+    except InputError as err:  # e.g. nothing logged: the trained model is saved, so warn, don't fail
+        log.warning("no training curves drawn: %s", err)
+        return None
+    log.info("training curves: %s", path)
+    return path
+
+
+def shared_prefix_trainer(base: type) -> type:
+    """``base`` (TRL's ``SFTTrainer``) whose loss runs the batch's shared prompt prefix once
+    (:func:`cello1.training.prefix_sharing.shared_prefix_forward`; exact).
+    """
+    from cello1.training.prefix_sharing import shared_prefix_forward
+
+    class SharedPrefixSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None) -> Any:
+            if self.args.gradient_checkpointing:  # no KV cache to share under checkpointing
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            with shared_prefix_forward(model):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    SharedPrefixSFTTrainer.__name__ = SharedPrefixSFTTrainer.__qualname__ = "SharedPrefixSFTTrainer"
+    return SharedPrefixSFTTrainer
 
 
 def save_merged(model, tokenizer, directory: str | Path, prompt_layout: str = DEFAULT_PROMPT_LAYOUT) -> Path:
