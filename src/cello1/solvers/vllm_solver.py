@@ -137,7 +137,7 @@ class VLLMSolver(Solver):
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def sampling_params(self, puzzle: Puzzle | None = None, open_think: bool = True) -> Any:
-        """vLLM ``SamplingParams`` for one puzzle (with the constraint switched on when set)."""
+        """The vLLM ``SamplingParams`` for one puzzle (with the constraint switched on when set)."""
         from vllm import SamplingParams
 
         s = self.sampling
@@ -211,7 +211,9 @@ class VLLMSolver(Solver):
         from cello1.solvers.vllm_constrained import FORCE
 
         if "logits_processors" not in self.engine_args:
-            raise InputError("likelihood scores need the engine started with {assignment}=likelihood", params=["assignment"])
+            raise InputError(
+                "likelihood scores need the engine started with {assignment}=likelihood", params=["assignment"]
+            )
         prompt = self.prompt(puzzle)
         layout = scoring_layout(puzzle, scoring_prefix(prompt, template_think_prefix(prompt)), self.encode)
         start = time.perf_counter()
@@ -321,7 +323,7 @@ def _cpu_dtype() -> str:
 
 
 def _cpu_environment(threads: int) -> None:
-    """vLLM's CPU settings are environment variables read by its worker processes."""
+    """Set the environment variables vLLM's CPU worker processes read."""
     # without this vLLM keeps one core for itself and binds its worker to the rest
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0" if threads == 1 else f"0-{threads - 1}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
