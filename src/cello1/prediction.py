@@ -35,6 +35,8 @@ _FIELDS = (
     "disease",
     "source",
     "donor",
+    "puzzle_hash",
+    "options",
 )
 _REPAIR_FIELDS = ("repaired_assignment", "repair_method")
 
@@ -47,8 +49,11 @@ class Prediction(Mapping):
     ``prediction`` the raw output, ``assignment`` its strictly parsed labels (``None``
     when the strict format check fails or the call failed), ``error`` the failure
     message of a call that failed. ``confidence`` is the per-cell confidence of solvers
-    that assign from a score matrix (written only when present). ``repaired_assignment``/
-    ``repair_method`` are set by ``--repair`` (and only then written).
+    that assign from a score matrix (written only when present). ``puzzle_hash``
+    identifies the puzzle's content (the rendered record) and ``options`` the solver
+    settings that shape the answer, so a resumed run only keeps what was made on the same
+    puzzle the same way. ``repaired_assignment``/``repair_method`` are set by ``--repair``
+    (and only then written).
     """
 
     id: str
@@ -68,6 +73,8 @@ class Prediction(Mapping):
     source: str | None = None
     donor: str | None = None
     confidence: list[float] | None = None
+    puzzle_hash: str | None = None
+    options: dict[str, Any] | None = None
     repaired: bool = False
     repaired_assignment: list[str | None] | None = None
     repair_method: str | None = None

@@ -6,6 +6,7 @@ so ``cello1 --help`` stays instant.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -49,8 +50,14 @@ app.add_typer(train_cmd.app, name="train")
 app.add_typer(export_cmd.app, name="export")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM (a scheduler ending the job) unwinds like Ctrl-C: files closed, locks released
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """The ``cello1`` console script: usage errors too end as one ``error:`` line."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)
     except click_exceptions.UsageError as exc:

@@ -126,7 +126,9 @@ def annotate(
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--report {report.name!r}: the report is HTML; end the file name in .html")
     csv_path = csv or out.with_name(out.stem + "_clusters.csv")
+    _check_outputs(data, out, csv_path, plot, report)  # all of them, before the (possibly long) run
     adata = _read_h5ad(data)
+    _check_data(adata, data, layer, use_raw)
 
     import warnings
 
@@ -212,6 +214,34 @@ def _output_path(data: Path, out: Path | None, inplace: bool) -> Path:
     if same_file(out, data) and not inplace:
         raise InputError(f"output {out} is the input file; choose another -o path or pass --inplace to overwrite it")
     return out
+
+
+def _check_outputs(data: Path, out: Path, csv_path: Path, plot: Path | None, report: Path | None) -> None:
+    """Each output a writable file that is not the input (except ``out`` with --inplace) and
+    not another output, so nothing is written unless everything can be.
+    """
+    from cello1.errors import InputError
+    from cello1.io import check_output_file, same_path
+
+    outputs = [("out", out, []), ("csv", csv_path, [data]), ("plot", plot, [data]), ("report", report, [data])]
+    given = [(param, path, inputs) for param, path, inputs in outputs if path is not None]
+    for i, (param, path, inputs) in enumerate(given):
+        check_output_file(path, param, inputs)
+        for other, other_path, _ in given[:i]:
+            if same_path(path, other_path):
+                raise InputError(f"{{{param}}} and {{{other}}} name the same file {path}", params=[param, other])
+
+
+def _check_data(adata, path: Path, layer: str | None, use_raw: bool | None) -> None:
+    """An AnnData with cells and an expression matrix to describe them with."""
+    from cello1.errors import InputError
+
+    if adata.n_obs == 0:
+        raise InputError(f"{path}: has no cells (0 rows in obs); pass a file that holds cells")
+    if adata.n_vars == 0 and adata.raw is None:
+        raise InputError(f"{path}: has no genes (0 columns in var); pass a file that holds genes")
+    if adata.X is None and layer is None and (adata.raw is None or use_raw is False):
+        raise InputError(f"{path}: has no expression matrix X; pass --layer NAME or --use-raw, or store X in the file")
 
 
 def _read_h5ad(path: Path):

@@ -42,6 +42,8 @@ def build(
     suspension_key: str = config_option(BuildConfig, "suspension_key", rich_help_panel=_KEYS),
     suspension_type: str = config_option(BuildConfig, "suspension_type", rich_help_panel=_INPUT),
     query: str | None = config_option(BuildConfig, "query", rich_help_panel=_INPUT),
+    tissue: str | None = config_option(BuildConfig, "tissue", rich_help_panel=_INPUT),
+    donor: str | None = config_option(BuildConfig, "donor", rich_help_panel=_INPUT),
     max_cells: int = config_option(BuildConfig, "max_cells", rich_help_panel=_INPUT),
     top_k: int = config_option(BuildConfig, "top_k", rich_help_panel=_INPUT),
     keep_ensembl_suffix: bool = typer.Option(
@@ -75,6 +77,8 @@ def build(
         suspension_key=suspension_key,
         suspension_type=None if suspension_type.lower() in {"any", "all", ""} else suspension_type,
         query=query,
+        tissue=tissue,
+        donor=donor,
         top_k=top_k,
         n_min=n_min,
         n_max=n_max,
@@ -98,7 +102,7 @@ def build(
 
         config.label_key = EMBEDDED_LABEL_KEY
     config.validate()
-    check_output_dir(out, overwrite)  # fail before a possibly long build, not after it
+    check_output_dir(out, overwrite, inputs=inputs or [])  # fail before a possibly long build, not after it
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         result = build_puzzles(list(inputs) if inputs else None, config)

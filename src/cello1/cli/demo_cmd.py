@@ -15,9 +15,12 @@ from cello1.cli._common import cli_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), "-o", "--out", help="Output folder (puzzles, predictions, summary)."),
     seed: int = typer.Option(0, help="Seed for the puzzle build and the random baseline."),
-    n_min: int | None = typer.Option(None, help="Smallest puzzle size (default: the builder's)."),
-    n_max: int | None = typer.Option(None, help="Largest puzzle size (default: the builder's)."),
+    n_min: int | None = typer.Option(None, min=2, help="Smallest puzzle size (default: the builder's)."),
+    n_max: int | None = typer.Option(None, min=2, help="Largest puzzle size (default: the builder's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a non-empty output folder (an earlier demo's output is always replaced)."
+    ),
 ) -> None:
     """Build puzzles from the embedded PBMC data, solve them with random, markers and
     reference, and print accuracy side by side plus the label → Cell Ontology mapping.
@@ -33,7 +36,7 @@ def demo(
     )
 
     overrides = {k: v for k, v in {"n_min": n_min, "n_max": n_max}.items() if v is not None}
-    summary = run_demo(out, seed=seed, progress=not quiet, **overrides)
+    summary = run_demo(out, seed=seed, progress=not quiet, overwrite=overwrite, **overrides)
     console = Console()
     d = summary["data"]
     console.print(

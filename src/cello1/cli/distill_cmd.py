@@ -20,13 +20,19 @@ def distill(
     solver: str = typer.Option(
         "markers", "--solver", "-s", help="Teacher: any solver (markers | reference | hf | openai | vllm | gguf …)."
     ),
-    k: int = typer.Option(1, "--k", help="Traces asked per puzzle (sampling teachers; deterministic ones need 1)."),
+    k: int = typer.Option(
+        1, "--k", min=1, help="Traces asked per puzzle (sampling teachers; deterministic ones need 1)."
+    ),
     model: str | None = typer.Option(None, help="Teacher model (LLM solvers)."),
     prompt_layout: str | None = prompt_layout_option(),
     temperature: float | None = typer.Option(None, help="Teacher sampling temperature (LLM solvers)."),
     max_new_tokens: int | None = typer.Option(None, help="Teacher generation budget (LLM solvers)."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint (openai solver)."),
-    concurrency: int | None = typer.Option(None, help="Parallel requests (openai solver)."),
+    concurrency: int | None = typer.Option(None, min=1, help="Parallel requests (openai solver)."),
+    max_retries: int | None = typer.Option(None, min=0, help="Retries on 429/5xx/time-outs (openai solver)."),
+    allow_insecure_key: bool = typer.Option(
+        False, "--allow-insecure-key", help="openai: send the API key even over plain http to a non-local server."
+    ),
     train: str | None = typer.Option(None, help="reference solver: its training puzzles (file or hub reference)."),
     seed: int | None = typer.Option(None, help="Teacher random seed."),
     min_confidence: float | None = typer.Option(
@@ -34,7 +40,7 @@ def distill(
         help="Keep only traces whose every cell has at least this confidence "
         "(teachers that write confidence: markers, reference, ensemble).",
     ),
-    limit: int | None = typer.Option(None, help="Only the first K puzzles."),
+    limit: int | None = typer.Option(None, min=0, help="Only the first K puzzles."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Distil correct teacher traces with rejection sampling (resumable); report acceptance by N."""
@@ -47,6 +53,8 @@ def distill(
         max_new_tokens=max_new_tokens,
         base_url=base_url,
         concurrency=concurrency,
+        max_retries=max_retries,
+        allow_insecure_key=True if allow_insecure_key else None,
         train=train,
         seed=seed,
     )

@@ -55,13 +55,10 @@ def eval_(
     from cello1.scoring.evaluation import compare, evaluate
     from cello1.scoring.report import plot_accuracy_by_n, print_report, to_markdown, write_html_report
 
-    if plot is not None and plot.suffix.lower() not in _PLOT_SUFFIXES:
-        raise InputError(f"--plot {plot}: use a .png, .pdf or .svg file name")
-    if report is not None and report.suffix.lower() not in {".html", ".htm"}:
-        raise InputError(f"--report {report}: use a .html file name")
     for path in predictions:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder; check the path")
+    _check_outputs(predictions, {"json_out": json_out, "markdown": markdown, "plot": plot, "report": report})
 
     options = {
         "tokenizer": tokenizer,
@@ -90,6 +87,29 @@ def eval_(
         plot_accuracy_by_n(results, plot)
     if report is not None:
         write_html_report(results, report, command_line(ctx))
+
+
+def _check_outputs(inputs: list[Path], outputs: dict[str, Path | None]) -> None:
+    """Every output is checked before the (possibly long) scoring: a writable file name,
+    not an input, not another output, a plot or report with a known suffix.
+    """
+    from cello1.errors import InputError
+    from cello1.io import check_output_file, same_path
+
+    plot = outputs.get("plot")
+    if plot is not None and plot.suffix.lower() not in _PLOT_SUFFIXES:
+        raise InputError(f"--plot {plot}: use a .png, .pdf or .svg file name")
+    report = outputs.get("report")
+    if report is not None and report.suffix.lower() not in {".html", ".htm"}:
+        raise InputError(f"--report {report}: use a .html file name")
+    given = [(param, path) for param, path in outputs.items() if path is not None]
+    for i, (param, path) in enumerate(given):
+        check_output_file(path, param, inputs)
+        for other_param, other in given[:i]:
+            if same_path(path, other):
+                raise InputError(
+                    f"{{{param}}} and {{{other_param}}} name the same file {path}", params=[param, other_param]
+                )
 
 
 def _json_safe(value: object) -> object:

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from cello1.cli._common import cli_errors, given_options, prompt_layout_option
+from cello1.errors import CelloError
 
 _LLM = "LLM solvers"
 _API = "openai solver"
@@ -29,7 +30,7 @@ def solve(
         None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM
     ),
     prompt_layout: str | None = prompt_layout_option(rich_help_panel=_LLM),
-    n: int | None = typer.Option(None, "--n", help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
+    n: int | None = typer.Option(None, "--n", min=1, help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
     max_new_tokens: int | None = typer.Option(None, help="Generation budget per sample.", rich_help_panel=_LLM),
     temperature: float | None = typer.Option(None, help="0 = greedy (default for --n 1).", rich_help_panel=_LLM),
     top_p: float | None = typer.Option(None, help="Nucleus sampling.", rich_help_panel=_LLM),
@@ -56,12 +57,20 @@ def solve(
     api_key_env: str | None = typer.Option(
         None, help="Environment variable holding the API key (default OPENAI_API_KEY).", rich_help_panel=_API
     ),
-    concurrency: int | None = typer.Option(None, help="Parallel requests.", rich_help_panel=_API),
+    concurrency: int | None = typer.Option(None, min=1, help="Parallel requests.", rich_help_panel=_API),
     reasoning_effort: str | None = typer.Option(
         None, help="Reasoning models: low | medium | high.", rich_help_panel=_API
     ),
-    timeout: float | None = typer.Option(None, help="Seconds per request before a retry.", rich_help_panel=_API),
-    max_retries: int | None = typer.Option(None, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
+    timeout: float | None = typer.Option(
+        None, min=0.001, help="Seconds per request before a retry.", rich_help_panel=_API
+    ),
+    max_retries: int | None = typer.Option(None, min=0, help="Retries on 429/5xx/time-outs.", rich_help_panel=_API),
+    allow_insecure_key: bool = typer.Option(
+        False,
+        "--allow-insecure-key",
+        help="Send the API key even over plain http to a non-local server (anyone on the way can read it).",
+        rich_help_panel=_API,
+    ),
     seed: int | None = typer.Option(None, help="Random seed.", rich_help_panel=_CLASSIC),
     train: str | None = typer.Option(
         None, help="reference, ensemble: labelled training puzzles (file or hub reference).", rich_help_panel=_CLASSIC
@@ -93,7 +102,7 @@ def solve(
     ),
     repair: bool = typer.Option(False, "--repair", help="Also record an optimal-assignment fix of invalid answers."),
     shard: str | None = typer.Option(None, help="i/n: solve only shard i of n (by id)."),
-    limit: int | None = typer.Option(None, help="Only the first K puzzles."),
+    limit: int | None = typer.Option(None, min=0, help="Only the first K puzzles."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Solve puzzles with a solver; one JSONL record per puzzle (and sample), resumable."""
@@ -119,6 +128,7 @@ def solve(
         reasoning_effort=reasoning_effort,
         timeout=timeout,
         max_retries=max_retries,
+        allow_insecure_key=True if allow_insecure_key else None,
         seed=seed,
         train=train,
         assignment=assignment,
@@ -129,13 +139,22 @@ def solve(
         transductive=True if transductive else None,
     )
     records = run_solve(puzzles, solver, out, shard=shard, repair=repair, progress=progress, limit=limit, **options)
+    if records.nothing_succeeded:
+        # e.g. no server answered: a non-zero exit stops `cello1 solve … && cello1 eval …`
+        first = next(r.error for r in records if r.error is not None)
+        raise CelloError(
+            f"all {records.new} predictions of this run failed (first error: {first}); "
+            f"they are recorded in {out} and retried when you re-run the same command"
+        )
     typer.echo(_summary(records, out), err=True)
 
 
-def _summary(records: list[dict[str, Any]], out: Path) -> str:
-    errors = sum(r.get("error") is not None for r in records)
-    valid = sum(r.get("assignment") is not None for r in records)
-    text = f"{len(records)} predictions in {out}: {valid} strict-format valid, {errors} errors"
+def _summary(records: Any, out: Path) -> str:
+    errors = sum(r.error is not None for r in records)
+    valid = sum(r.assignment is not None for r in records)
+    text = f"{len(records)} predictions in {out} ({records.new} new): {valid} strict-format valid, {errors} errors"
     if errors:
         text += " (re-run the same command to retry them)"
+    if records.stale:
+        text += f"; {records.stale} stale predictions were redone"
     return text

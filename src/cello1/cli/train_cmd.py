@@ -31,7 +31,7 @@ _TRAIN = typer.Option(None, "--train", help="Training puzzles (any file `cello1 
 _EVAL = typer.Option(None, "--eval", help="Held-out puzzles for periodic evaluation (cello1 eval metrics).")
 _OUT = typer.Option(None, "-o", "--output-dir", help="Run folder (checkpoints, logs, final model, resolved config).")
 _MODE = prompt_layout_option()
-_STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (overrides epochs).")
+_STEPS = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimiser steps (overrides epochs).")
 _LR = typer.Option(None, "--lr", help="Learning rate.")
 _SET = typer.Option(None, "--set", help="Override any setting: --set key=value (repeatable), e.g. --set lora_r=64.")
 _RESUME = typer.Option(
@@ -45,6 +45,20 @@ def build_config(stage: str, config: Path | None, options: dict[str, Any], overr
     values = {k: v for k, v in options.items() if v is not None}
     values.update(parse_overrides(overrides or []))
     return load_config(stage, config, values)
+
+
+def preflight(config: StageConfig) -> StageConfig:
+    """Read and check the puzzle files and the run folder before any model is loaded, so a
+    bad input fails in a second with one line, not after minutes of loading.
+    """
+    from cello1.io import check_output_dir, read_puzzles
+
+    config.check()
+    read_puzzles(config.train_file)
+    if config.eval_file:
+        read_puzzles(config.eval_file)
+    check_output_dir(config.output_dir, overwrite=True, param="output_dir")
+    return config
 
 
 def _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume) -> dict[str, Any]:
@@ -93,7 +107,7 @@ def sft(
 
     options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
     options.update(use_dora=use_dora, merge=merge)
-    _report("sft", train_sft(build_config("sft", config, options, set_)))
+    _report("sft", train_sft(preflight(build_config("sft", config, options, set_))))
 
 
 @app.command("grpo")
@@ -107,7 +121,9 @@ def grpo(
     prompt_layout: str | None = _MODE,
     max_steps: int | None = _STEPS,
     lr: float | None = _LR,
-    num_generations: int | None = typer.Option(None, "--num-generations", help="Rollouts per prompt [default: 5]."),
+    num_generations: int | None = typer.Option(
+        None, "--num-generations", min=2, help="Rollouts per prompt [default: 5]."
+    ),
     use_vllm: str | None = typer.Option(None, "--use-vllm", help="auto | true | false [default: auto]."),
     resume: bool | None = _RESUME,
     set_: list[str] | None = _SET,
@@ -117,4 +133,4 @@ def grpo(
 
     options = _options(model, train, eval_file, output_dir, prompt_layout, max_steps, lr, resume)
     options.update(num_generations=num_generations, use_vllm=use_vllm)
-    _report("grpo", train_grpo(build_config("grpo", config, options, set_)))
+    _report("grpo", train_grpo(preflight(build_config("grpo", config, options, set_))))

@@ -31,13 +31,14 @@ def _sift_down(vals, cols, i, size, v, c):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def topk_rows(indptr, indices, data, rows, k, out):  # pragma: no cover - compiled
+def topk_rows(indptr, indices, data, rows, k, out, reject_negative):  # pragma: no cover - compiled
     """Top ``k`` of each listed row, written to ``out[i]`` for ``rows[i]``.
 
     Per row, a min-heap of the best ``k`` (value, column) pairs seen so far, its root
     the worst; most entries are rejected by one compare with the root. The heap is
     then sorted in place (value descending, column ascending). Returns the position
-    in ``rows`` of the first row holding NaN/inf, or -1.
+    ``r`` in ``rows`` of the first row holding NaN/inf, ``-2 - r`` for the first row
+    holding a negative value when ``reject_negative`` (else negatives are skipped), or -1.
     """
     vals = np.empty(k, dtype=data.dtype)
     cols = np.empty(k, dtype=np.int64)
@@ -49,6 +50,8 @@ def topk_rows(indptr, indices, data, rows, k, out):  # pragma: no cover - compil
             if not v > 0:
                 if v != v or v == -np.inf:
                     return r
+                if reject_negative and v < 0:
+                    return -2 - r
                 continue
             if v == np.inf:
                 return r
@@ -106,7 +109,7 @@ def _select_largest(a, n, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def topk_rows_float32(indptr, indices, bits, rows, k, out, width):  # pragma: no cover - compiled
+def topk_rows_float32(indptr, indices, bits, rows, k, out, width, reject_negative):  # pragma: no cover - compiled
     """Float32 fast path, same result as :func:`topk_rows`, with few unpredictable branches.
 
     ``bits`` is the float32 data viewed as int32: for positive floats the bit pattern
@@ -115,7 +118,7 @@ def topk_rows_float32(indptr, indices, bits, rows, k, out, width):  # pragma: no
     in that bucket or above are packed as int64 keys ``(bits << 32) | (2**32 - 1 - column)``
     (distinct, ordered exactly as "value descending, column ascending"); (3) a
     selection keeps the ``k`` largest keys, which are insertion-sorted. ``width`` >= the
-    longest row.
+    longest row. Returns like :func:`topk_rows`.
     """
     hist = np.zeros(2048, dtype=np.int64)
     buf = np.empty(max(width, 1), dtype=np.int64)
@@ -128,6 +131,8 @@ def topk_rows_float32(indptr, indices, bits, rows, k, out, width):  # pragma: no
             b = bits[p]
             if (b & 0x7F800000) == 0x7F800000:  # exponent all ones: NaN or +-inf
                 return r
+            if reject_negative and b < 0 and b != -2147483648:  # sign bit set, not -0.0: negative
+                return -2 - r
             bucket = max(b, 0) >> 20
             hist[bucket] += b > 0
             top = max(top, bucket)

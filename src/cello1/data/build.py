@@ -13,8 +13,10 @@ group by donor (and batch), draw puzzles, then split train/test without leakage.
 from __future__ import annotations
 
 import os
+import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,10 @@ from cello1.data.config import DEFAULT_DONOR_KEY, DEFAULT_GENE_KEY, BuildConfig
 from cello1.data.context import context_columns, context_sentence, is_missing
 from cello1.data.sampling import rng_for, sample_group, stratified_sample
 from cello1.data.split import choose_test_donors, leakage_report, partition_cells
-from cello1.data.topgenes import gene_symbols, top_gene_indices
+from cello1.data.topgenes import BadValueError, gene_symbols, top_gene_indices
 from cello1.errors import InputError
 from cello1.puzzle import Puzzle
+from cello1.vocabulary import label_key
 
 
 @dataclass
@@ -71,10 +74,26 @@ class CellTable:
     def __len__(self) -> int:
         return len(self.label)
 
-    def add_genes(self, local_top: np.ndarray, names: np.ndarray) -> None:
+    def add_genes(self, local_top: np.ndarray, names: np.ndarray, k: int | None = None) -> None:
         """Append cells' top genes given as indices into ``names`` (one input's genes)."""
-        ids = np.asarray([self.vocab.setdefault(n, len(self.vocab)) for n in names.tolist()], dtype=np.int32)
-        self.id_blocks.append(np.where(local_top >= 0, ids[np.maximum(local_top, 0)], -1).astype(np.int32))
+        self.add_ids(self.global_ids(local_top, names, k))
+
+    def global_ids(self, local_top: np.ndarray, names: np.ndarray, k: int | None = None) -> np.ndarray:
+        """Indices into one input's ``names`` → ids of the shared vocabulary. A ``None``
+        name (a gene without a usable symbol) is never listed and a symbol is listed once
+        per cell (at its best rank); the rows are then cut to ``k`` columns.
+        """
+        ids = np.asarray(
+            [-1 if n is None else self.vocab.setdefault(n, len(self.vocab)) for n in names.tolist()], dtype=np.int32
+        )
+        out = np.where(local_top >= 0, ids[np.maximum(local_top, 0)], -1).astype(np.int32)
+        if k is not None and k < out.shape[1]:
+            out = compact_ids(out, k)
+        return out
+
+    def add_ids(self, ids: np.ndarray) -> None:
+        """Append cells' top-gene ids (rows of vocabulary ids, ``-1`` padded)."""
+        self.id_blocks.append(ids)
         self._ids = self._names = None
 
     @property
@@ -101,6 +120,21 @@ class CellTable:
         for i, g in enumerate(self.group):
             by_group.setdefault(g, []).append(i)
         return {g: np.asarray(by_group[g]) for g in sorted(by_group)}
+
+
+def compact_ids(ids: np.ndarray, k: int) -> np.ndarray:
+    """Per row: drop ``-1`` and repeated ids (the first, best-ranked copy stays), left-align
+    what is left and cut to ``k`` columns (``-1`` padded).
+    """
+    order = np.argsort(ids, axis=1, kind="stable")  # equal ids keep their rank order
+    ranked = np.take_along_axis(ids, order, axis=1)
+    repeat_sorted = np.zeros(ranked.shape, dtype=bool)
+    repeat_sorted[:, 1:] = ranked[:, 1:] == ranked[:, :-1]
+    drop = np.empty_like(repeat_sorted)
+    np.put_along_axis(drop, order, repeat_sorted, axis=1)
+    drop |= ids < 0
+    keep_first = np.argsort(drop, axis=1, kind="stable")
+    return np.take_along_axis(np.where(drop, -1, ids), keep_first, axis=1)[:, :k].astype(np.int32)
 
 
 # ---- reading inputs -------------------------------------------------------------------
@@ -146,7 +180,7 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
     obs = adata.obs
     if config.label_key not in obs.columns:
         raise _column_error("label", config.label_key, "label_key", list(obs.columns), source)
-    keep = ~np.asarray([is_missing(v) for v in obs[config.label_key].tolist()])
+    keep = ~missing_mask(obs[config.label_key])
     steps = [f"{int(keep.sum())} labelled"]
     if config.suspension_type and config.suspension_key in obs.columns:
         keep &= (obs[config.suspension_key].astype(str) == config.suspension_type).to_numpy()
@@ -166,14 +200,51 @@ def select_cells(adata: Any, config: BuildConfig, source: str, notes: list[str])
     return rows
 
 
-def gene_names(adata: Any, config: BuildConfig, source: str) -> np.ndarray:
-    """Gene symbols of one input, from ``var[gene_key]`` or the var names.
-
-    Raises :class:`~cello1.errors.InputError` when a non-default ``gene_key`` column is missing.
+def missing_mask(values: Any) -> np.ndarray:
+    """:func:`~cello1.data.context.is_missing` for every value of a column (a Series, array
+    or list), judged once per distinct value: a column has millions of cells but few values.
     """
+    import pandas as pd
+
+    array = np.asarray(values, dtype=object)
+    mask = np.asarray(pd.isna(array), dtype=bool)
+    present = array[~mask]
+    if present.size:
+        placeholders = [v for v in pd.unique(present) if is_missing(v)]  # "unknown", "", "NaN" …
+        if placeholders:
+            mask |= pd.Series(array).isin(placeholders).to_numpy()
+    return mask
+
+
+def check_matrix(adata: Any, source: str) -> None:
+    """Raise a one-line :class:`~cello1.errors.InputError` for an AnnData without cells,
+    genes or an expression matrix.
+    """
+    if getattr(adata, "X", None) is None:
+        raise InputError(
+            f"{source}: has no expression matrix X; store counts or log-normalised values in X "
+            "(e.g. adata.X = adata.layers['counts']) and save the file again"
+        )
+    if adata.n_obs == 0:
+        raise InputError(f"{source}: has no cells (0 rows in obs and X); pass a file that holds cells")
+    if adata.n_vars == 0:
+        raise InputError(f"{source}: has no genes (0 columns in var and X); pass a file that holds genes")
+
+
+def gene_names(adata: Any, config: BuildConfig, source: str, notes: list[str] | None = None) -> np.ndarray:
+    """Gene symbols of one input, from ``var[gene_key]`` or the var names (``None`` for a
+    gene without a usable name: it is never listed).
+
+    A missing symbol (NaN, empty) falls back to the gene's var name; repeated symbols are
+    noted (each cell then lists a symbol once, see :meth:`CellTable.global_ids`). Raises
+    :class:`~cello1.errors.InputError` when a non-default ``gene_key`` column is missing.
+    """
+    notes = [] if notes is None else notes
     var = adata.var
+    var_names = adata.var_names.tolist()
     if config.gene_key in var.columns:
         names = var[config.gene_key].tolist()
+        column = f"var[{config.gene_key!r}]"
     elif config.gene_key != DEFAULT_GENE_KEY:
         shown = ", ".join(map(str, var.columns)) or "none"
         raise InputError(
@@ -181,39 +252,163 @@ def gene_names(adata: Any, config: BuildConfig, source: str) -> np.ndarray:
             params=["gene_key"],
         )
     else:
-        names = adata.var_names.tolist()
-    return gene_symbols(names, strip_ensembl=config.strip_ensembl)
+        names, column = var_names, "var_names"
+    missing = np.flatnonzero(missing_mask(names)).tolist()
+    if missing:
+        for i in missing:
+            names[i] = None if is_missing(var_names[i]) else var_names[i]
+        usable = sum(names[i] is not None for i in missing)
+        notes.append(
+            f"{source}: {len(missing)} genes have no name in {column} (first at var row {missing[0]}); "
+            + (f"{usable} are listed by their var name instead" if usable else "they are never listed")
+            + ("" if usable == len(missing) else f", {len(missing) - usable} without any name are never listed")
+        )
+    symbols = gene_symbols([n if n is not None else "" for n in names], strip_ensembl=config.strip_ensembl)
+    symbols[[n is None for n in names]] = None
+    counts = Counter(n for n in symbols.tolist() if n is not None)
+    repeated = {n: c for n, c in counts.items() if c > 1}
+    if repeated:
+        first = min(repeated, key=lambda n: (-repeated[n], n))
+        notes.append(
+            f"{source}: {len(repeated)} gene symbols occur more than once in {column} "
+            f"(e.g. {first!r} x{repeated[first]}); each cell lists a symbol once, at its best rank"
+        )
+    return symbols
+
+
+def duplicate_columns(names: np.ndarray) -> int:
+    """How many columns a top-K list may lose to unnamed or repeated genes."""
+    values = names.tolist()
+    named = [n for n in values if n is not None]
+    return (len(values) - len(named)) + (len(named) - len(set(named)))
 
 
 def donor_values(adata: Any, config: BuildConfig, source: str, notes: list[str]) -> list[str | None]:
     """Donor id per cell of one input (``None`` where missing).
 
     Without the default donor column (and unless a donor is required) all cells form one
-    group and a note is added to ``notes``; a missing explicit ``donor_key`` raises.
+    group — the donor given as ``config.donor``, if any — and a note is added to
+    ``notes``; a missing explicit ``donor_key`` raises.
     """
     obs = adata.obs
     if config.donor_key in obs.columns:
-        return [None if is_missing(v) else str(v) for v in obs[config.donor_key].tolist()]
+        column = obs[config.donor_key]
+        return [None if m else str(v) for v, m in zip(column.tolist(), missing_mask(column).tolist(), strict=True)]
     if config.require_donor or config.donor_key != DEFAULT_DONOR_KEY:
         raise _column_error("donor", config.donor_key, "donor_key", list(obs.columns), source)
+    if config.donor is not None:
+        notes.append(f"{source}: no {config.donor_key!r} column in obs; all its cells are from donor {config.donor!r}")
+        return [config.donor] * obs.shape[0]
     notes.append(f"{source}: no {config.donor_key!r} column in obs; all its cells form one group (one donor)")
     return [None] * obs.shape[0]
 
 
-def contexts(obs: Any, rows: np.ndarray) -> list[str]:
-    """Context sentence per selected row, computed once per distinct metadata combination."""
+# Without any donor metadata the context still says what is (not) known: never empty.
+NO_CONTEXT = "No donor information is available for this cell."
+
+
+def contexts(obs: Any, rows: np.ndarray, defaults: Mapping[str, str] | None = None) -> list[str]:
+    """Context sentence per selected row, computed once per distinct metadata combination.
+
+    ``defaults`` (e.g. ``{"tissue": "lung"}`` from the command line) fill fields that obs
+    lacks or leaves empty; a cell with nothing known gets :data:`NO_CONTEXT`.
+    """
+    defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
     columns = context_columns(list(obs.columns))
     if not columns:
-        return [""] * rows.size
+        return [context_sentence(defaults) or NO_CONTEXT] * rows.size
     sub = obs.iloc[rows][columns]
     values = list(zip(*[sub[c].astype(object).tolist() for c in columns], strict=True))
     cache: dict[tuple, str] = {}
     out = []
     for combo in values:
         if combo not in cache:
-            cache[combo] = context_sentence(dict(zip(columns, combo, strict=True)))
+            row = dict(defaults)
+            row.update({c: v for c, v in zip(columns, combo, strict=True) if not is_missing(v)})
+            cache[combo] = context_sentence(row) or NO_CONTEXT
         out.append(cache[combo])
     return out
+
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def clean_label(label: str) -> str:
+    """A label that fits the answer format: line breaks and control characters become
+    spaces, ``|`` (the answer separator) becomes ``/``, runs of spaces one space.
+    """
+    return " ".join(_BREAKS.sub(" ", label).replace("|", "/").split())
+
+
+def clean_labels(labels: list[str], source: str, notes: list[str]) -> list[str]:
+    """:func:`clean_label` on every label, with a note on what changed."""
+    changed = {label: clean_label(label) for label in set(labels)}
+    changed = {old: new for old, new in changed.items() if old != new}
+    if not changed:
+        return labels
+    shown = "; ".join(f"{old!r} -> {new!r}" for old, new in sorted(changed.items())[:3])
+    notes.append(
+        f"{source}: {len(changed)} labels held '|', line breaks or extra spaces, which break the answer "
+        f"format; rewritten ({shown}{'; …' if len(changed) > 3 else ''})"
+    )
+    return [changed.get(label, label) for label in labels]
+
+
+def merge_case_variants(table: CellTable, notes: list[str]) -> None:
+    """Labels that differ only in case or spacing (one :func:`~cello1.vocabulary.label_key`)
+    are one type: all cells get the most frequent spelling (ties: the first in sorted order).
+    """
+    counts = Counter(table.label)
+    spellings: dict[str, list[str]] = {}
+    for label in counts:
+        spellings.setdefault(label_key(label), []).append(label)
+    rename = {}
+    for variants in spellings.values():
+        if len(variants) > 1:
+            keep = min(variants, key=lambda v: (-counts[v], v))
+            rename.update({v: keep for v in variants if v != keep})
+            notes.append(
+                f"labels {', '.join(repr(v) for v in sorted(variants))} differ only in case or spacing; "
+                f"merged as {keep!r} ({sum(counts[v] for v in variants)} cells)"
+            )
+    if rename:
+        table.label = [rename.get(label, label) for label in table.label]
+
+
+def unique_cell_ids(obs: Any, rows: np.ndarray, source: str, notes: list[str]) -> list[str]:
+    """Cell ids of the given rows from the obs names; names that repeat among them get
+    ``#row`` appended (else the leakage report would mistake different cells for one).
+    """
+    import pandas as pd
+
+    ids = obs.index.astype(str).to_numpy()[rows]
+    index = pd.Index(ids)  # a temporary index: its hash table goes with it
+    if index.is_unique:
+        return ids.tolist()
+    repeated = np.flatnonzero(index.duplicated(keep=False))
+    ids = ids.astype(object)
+    ids[repeated] = [f"{ids[i]}#{rows[i]}" for i in repeated.tolist()]
+    notes.append(
+        f"{source}: {repeated.size} cells share an obs name with another cell (e.g. {obs.index[rows[repeated[0]]]!r}); "
+        "their cell ids get '#row' appended"
+    )
+    return ids.tolist()
+
+
+def drop_missing_donors(
+    rows: np.ndarray, donors: list[str | None], config: BuildConfig, source: str, notes: list[str]
+) -> np.ndarray:
+    """Cells without a donor id (when obs has the donor column) are left out: a puzzle must
+    come from one donor, and pooling them would mix donors.
+    """
+    missing = np.fromiter((d is None for d in donors), dtype=bool, count=len(donors))[rows]
+    if missing.any():
+        notes.append(
+            f"{source}: {int(missing.sum())} selected cells have no donor id in obs[{config.donor_key!r}] "
+            "and were left out (puzzles must not mix donors)"
+        )
+        rows = rows[~missing]
+    return rows
 
 
 def add_input(
@@ -225,43 +420,62 @@ def add_input(
     progress: Callable[[int], None] | None,
 ) -> dict[str, int]:
     """Select, subsample and rank genes for one AnnData; append its cells to ``table``."""
+    check_matrix(adata, source)
     obs = adata.obs
     rows = select_cells(adata, config, source, notes)
     donors = donor_values(adata, config, source, notes)
-    names = gene_names(adata, config, source)
+    if config.donor_key in obs.columns:
+        rows = drop_missing_donors(rows, donors, config, source, notes)
+    names = gene_names(adata, config, source, notes)
     if config.max_cells and rows.size > config.max_cells:
         rows = np.sort(rng_for(config.seed, "subsample", source).choice(rows, config.max_cells, replace=False))
     if rows.size == 0:
         return {"cells": obs.shape[0], "selected": 0, "kept": 0}
-    top = top_gene_indices(
-        adata.X, k=config.top_k, chunk_size=config.chunk_size, rows=rows, progress=progress, engine=config.topk_engine
-    )
-    has_genes = top[:, 0] >= 0
+    extra = min(config.top_k, duplicate_columns(names))  # room for genes that drop out of a list
+    try:
+        top = top_gene_indices(
+            adata.X,
+            k=config.top_k + extra,
+            chunk_size=config.chunk_size,
+            rows=rows,
+            progress=progress,
+            engine=config.topk_engine,
+            allow_negative=False,
+        )
+    except BadValueError as exc:
+        raise exc.at(exc.row, cell=str(obs.index[exc.row]), source=source) from None
+    ids = table.global_ids(top, names, config.top_k if extra else None)
+    del top  # the two cells x K arrays are the build's largest: hold one at a time
+    has_genes = ids[:, 0] >= 0
     if not has_genes.all():
         notes.append(f"{source}: {int((~has_genes).sum())} cells with no expressed gene skipped")
+        ids = ids[has_genes]
     kept = rows[has_genes]
-    table.add_genes(top[has_genes], names)
+    table.add_ids(ids)
+    del ids
     batch = (
         obs[config.batch_key].astype(str).to_numpy()[kept]
         if config.batch_key and config.batch_key in obs.columns
         else None
     )
     donors_kept = [donors[r] for r in kept.tolist()]
+    labels = obs[config.label_key].astype(str).to_numpy()[kept].tolist()
     table.source += [source] * kept.size
-    table.cell_id += obs.index.astype(str).to_numpy()[kept].tolist()
-    table.label += obs[config.label_key].astype(str).to_numpy()[kept].tolist()
+    table.cell_id += unique_cell_ids(obs, kept, source, notes)
+    table.label += clean_labels(labels, source, notes)
     table.donor += donors_kept
     table.group += [f"{source}|{d}|{'' if batch is None else batch[j]}" for j, d in enumerate(donors_kept)]
-    table.tissue += _optional_column(obs, "tissue", kept)
+    table.tissue += _optional_column(obs, "tissue", kept, config.tissue)
     table.disease += _optional_column(obs, "disease", kept)
-    table.context += contexts(obs, kept)
+    table.context += contexts(obs, kept, {"tissue": config.tissue})
     return {"cells": obs.shape[0], "selected": int(rows.size), "kept": int(kept.size)}
 
 
-def _optional_column(obs: Any, column: str, rows: np.ndarray) -> list[str | None]:
+def _optional_column(obs: Any, column: str, rows: np.ndarray, default: str | None = None) -> list[str | None]:
     if column not in obs.columns:
-        return [None] * rows.size
-    return [None if is_missing(v) else str(v) for v in obs[column].to_numpy()[rows].tolist()]
+        return [default] * rows.size
+    values = obs[column].to_numpy()[rows]
+    return [default if m else str(v) for v, m in zip(values.tolist(), missing_mask(values).tolist(), strict=True)]
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -277,7 +491,8 @@ def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, d
     -------
     tuple
         ``(table, sources, notes)``: the cells, per-input counts of cells seen/kept, and notes
-        on what was skipped. Raises :class:`~cello1.errors.InputError` when no cell is left.
+        on what was skipped or repaired. Raises :class:`~cello1.errors.InputError` when no
+        cell is left.
     """
     table = CellTable()
     sources: dict[str, dict[str, int]] = {}
@@ -287,19 +502,32 @@ def read_cells(inputs: Sequence[Any], config: BuildConfig) -> tuple[CellTable, d
         source = source_name(item, index)
         if source in sources:
             source = f"{source}#{index}"
-        with _progress_bar(adata.n_obs, config.progress) as bar:
-            bar.set_description(f"top genes: {source}")
-            sources[source] = add_input(table, adata, source, config, notes, bar.update)
-        if getattr(adata, "isbacked", False):
-            adata.file.close()
+        try:
+            with _progress_bar(adata.n_obs, config.progress) as bar:
+                bar.set_description(f"top genes: {source}")
+                sources[source] = add_input(table, adata, source, config, notes, bar.update)
+        finally:
+            if getattr(adata, "isbacked", False):
+                adata.file.close()
     if len(table) == 0:
-        raise InputError(
-            "empty selection: no cells left to build from; "
-            + "; ".join(notes)
-            + " (check {label_key}, {suspension_type}, {query})",
-            params=["label_key", "suspension_type", "query"],
-        )
+        raise _empty_error(sources, notes)
+    merge_case_variants(table, notes)
     return table, sources, notes
+
+
+def _empty_error(sources: dict[str, dict[str, int]], notes: list[str]) -> InputError:
+    """Why no cell is left: all-zero expression, or nothing selected."""
+    if sum(s["selected"] for s in sources.values()):
+        return InputError(
+            f"no selected cell has a positive value in X ({sum(s['selected'] for s in sources.values())} "
+            "cells, all zero); X must hold counts or log-normalised expression — check the file's X"
+        )
+    return InputError(
+        "empty selection: no cells left to build from; "
+        + "; ".join(notes)
+        + " (check {label_key}, {donor_key}, {suspension_type}, {query})",
+        params=["label_key", "donor_key", "suspension_type", "query"],
+    )
 
 
 # ---- puzzles and split ----------------------------------------------------------------
@@ -480,6 +708,20 @@ def build_from_table(table: CellTable, config: BuildConfig, notes: list[str]) ->
     return assign_ids(table, train, "train", config.seed), assign_ids(table, test, "test", config.seed), split
 
 
+def check_distinct_inputs(inputs: Sequence[Any]) -> None:
+    """The same file (or AnnData) given twice would put every cell in the data twice."""
+    from cello1.io import same_path
+
+    paths = [Path(item) for item in inputs if isinstance(item, (str, os.PathLike))]
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if path.exists() and same_path(path, other):
+                raise InputError(f"{path} is given twice (also as {other}); pass each input once")
+    objects = [id(item) for item in inputs if not isinstance(item, (str, os.PathLike))]
+    if len(objects) != len(set(objects)):
+        raise InputError("the same AnnData object is given twice; pass each input once")
+
+
 def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, **overrides: Any) -> BuildResult:
     """Build CellPuzzles from one or more AnnData objects or ``.h5ad`` paths.
 
@@ -504,6 +746,7 @@ def build_puzzles(adata_or_list: Any = None, config: BuildConfig | None = None, 
     inputs = list(adata_or_list) if isinstance(adata_or_list, (list, tuple)) else [adata_or_list]
     if not inputs:
         raise InputError("no input given; pass AnnData objects or .h5ad paths")
+    check_distinct_inputs(inputs)
     table, sources, notes = read_cells(inputs, config)
     train, test, split = build_from_table(table, config, notes)
     for note in notes:

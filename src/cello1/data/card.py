@@ -4,7 +4,7 @@
 ``DIR/train.parquet``, ``DIR/test.parquet``, ``DIR/leakage.json``,
 ``DIR/build_config.json`` and ``DIR/README.md`` (the dataset card). Everything is
 written to a temporary folder next to ``DIR`` and renamed at the end, so an error
-never leaves a half-written folder.
+never leaves a half-written folder (and a later build removes what a killed one left).
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def dataset_card(result: Any, command: str | None = None) -> str:
 
 
 def write_build(result: Any, out_dir: str | os.PathLike, command: str | None = None, overwrite: bool = False) -> Path:
-    """Write a :class:`~cello1.data.build.BuildResult` to ``out_dir`` (atomically).
+    """Write a :class:`~cello1.data.build.BuildResult` to ``out_dir`` (atomically, see
+    :func:`cello1.io.atomic_dir`).
 
     Refuses an existing non-empty ``out_dir`` unless ``overwrite``.
     """

@@ -36,6 +36,10 @@ class BuildConfig:
         "cell", "Keep only cells with this suspension type when the column exists; 'any' keeps all."
     )
     query: str | None = _setting(None, "Select cells with a pandas obs query, e.g. 'tissue == \"lung\"'.")
+    tissue: str | None = _setting(
+        None, "Tissue of the cells where obs has no tissue value (used in the context sentence), e.g. 'lung'."
+    )
+    donor: str | None = _setting(None, "Donor id of all cells when obs has no donor column (provenance only).")
     top_k: int = _setting(50, "Top expressed genes listed per cell.")
     n_min: int = _setting(8, "Smallest N (cells per puzzle).")
     n_max: int = _setting(15, "Largest N (cells per puzzle).")
@@ -77,6 +81,12 @@ class BuildConfig:
             )
         if self.max_cells is not None and self.max_cells < 0:
             raise InputError(f"{{max_cells}} must be >= 0 (0 = no cap), got {self.max_cells}", params=["max_cells"])
+        if self.max_test is not None and self.max_test < 0:
+            raise InputError(f"{{max_test}} must be >= 0 (0 = no cap), got {self.max_test}", params=["max_test"])
+        for name in ("tissue", "donor"):
+            value = getattr(self, name)
+            if value is not None and (not value.strip() or any(c in value for c in "\n\r|")):
+                raise InputError(f"{{{name}}} must be a non-empty one-line name, not {value!r}", params=[name])
         if self.chunk_size < 1:
             raise InputError(f"{{chunk_size}} must be at least 1 (got {self.chunk_size})", params=["chunk_size"])
         if self.topk_engine not in ENGINES:

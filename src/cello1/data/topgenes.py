@@ -16,8 +16,9 @@ read as one CSR chunk of ``chunk_size`` rows at a time). Two engines, identical 
   (float32); other dtypes use a bounded heap. ``auto`` picks numba when it imports.
 
 Order: value descending, ties by the lower gene index (column), so the result is
-deterministic. Entries ``<= 0`` are never listed, so a cell may get fewer than K genes.
-NaN/inf raise :class:`~cello1.io.InputError`.
+deterministic. Entries ``== 0`` are never listed, so a cell may get fewer than K genes.
+NaN/inf and negative values (a scaled, z-scored matrix: "top expressed" means nothing
+there) raise :class:`BadValueError`, which names the first such cell's row.
 """
 
 from __future__ import annotations
@@ -64,19 +65,58 @@ def as_csr(block: Any) -> sp.csr_matrix:
     return sp.csr_matrix(np.asarray(block))
 
 
-def check_finite(chunk: sp.csr_matrix, start: int = 0) -> None:
-    """Raise :class:`InputError` naming the first cell with NaN/inf values."""
-    bad = ~np.isfinite(chunk.data)
-    if bad.any():
-        first = int(np.searchsorted(chunk.indptr, np.flatnonzero(bad)[0], side="right") - 1)
-        raise _non_finite_error(start + first)
+class BadValueError(InputError):
+    """X holds NaN/inf (``kind="non-finite"``) or negative values (``kind="negative"``);
+    ``row`` is the first such cell's row in X (``cell``: its obs name, ``source``: the
+    input, when known).
+    """
+
+    def __init__(self, kind: str, row: int, cell: str | None = None, source: str | None = None) -> None:
+        self.kind, self.row, self.cell, self.source = kind, int(row), cell, source
+        where = f"cell row {row}" + ("" if cell is None else f" (obs name {cell!r})")
+        if kind == "negative":
+            text = (
+                f"X has negative values, first in {where}: it looks scaled (z-scored), where "
+                "'top expressed genes' mean nothing; put counts or log-normalised values in X "
+                "(e.g. adata.X = adata.raw.X or adata.layers['counts']) before building"
+            )
+        else:
+            text = (
+                f"X has non-finite values (NaN or inf), first in {where}; "
+                "clean the matrix (e.g. np.nan_to_num or drop those cells) before building"
+            )
+        super().__init__(text if source is None else f"{source}: {text}")
+
+    def at(self, row: int, cell: str | None = None, source: str | None = None) -> BadValueError:
+        """The same error for another row number (chunk-relative → row in X), cell name or input."""
+        return BadValueError(self.kind, row, cell, source)
 
 
-def _non_finite_error(row: int) -> InputError:
-    return InputError(
-        f"X has non-finite values (NaN or inf), first in cell row {row}; "
-        "clean the matrix (e.g. np.nan_to_num or drop those cells) before building"
-    )
+def check_values(chunk: sp.csr_matrix, rows: np.ndarray | None = None, allow_negative: bool = True) -> None:
+    """Raise :class:`BadValueError` naming the first cell with NaN/inf values (or negative
+    ones unless ``allow_negative``); ``rows`` maps the chunk's rows to rows of X (default:
+    the chunk's own numbering).
+    """
+    data = chunk.data
+    if data.size == 0:
+        return
+    low, high = data.min(), data.max()  # two fast reductions; NaN propagates into both
+    if np.isfinite(low) and np.isfinite(high) and (allow_negative or low >= 0):
+        return
+    checks = [("non-finite", ~np.isfinite(data))] + ([] if allow_negative else [("negative", data < 0)])
+    for kind, bad in checks:
+        if bad.any():
+            first = int(np.searchsorted(chunk.indptr, np.flatnonzero(bad)[0], side="right") - 1)
+            raise BadValueError(kind, first if rows is None else int(rows[first]))
+
+
+def _kernel_error(code: int) -> BadValueError | None:
+    """The numba kernel's return code → error (chunk-relative row), ``None`` when fine."""
+    if code >= 0:
+        return BadValueError("non-finite", code)
+    if code <= -2:
+        return BadValueError("negative", -2 - code)
+    return None
 
 
 def _float_data(matrix: sp.csr_matrix) -> np.ndarray:
@@ -84,11 +124,12 @@ def _float_data(matrix: sp.csr_matrix) -> np.ndarray:
     return data if np.issubdtype(data.dtype, np.floating) else data.astype(np.float64)
 
 
-def topk_chunk(chunk: sp.csr_matrix, k: int, engine: str = "numpy") -> np.ndarray:
+def topk_chunk(chunk: sp.csr_matrix, k: int, engine: str = "numpy", allow_negative: bool = True) -> np.ndarray:
     """Gene indices of the top ``k`` positive entries of every row of a CSR chunk.
 
     Returns an ``int32`` array ``(rows, k)`` padded with ``-1`` where a row has fewer
     than ``k`` positive entries. Descending by value, ties by lower column index.
+    Negative entries are skipped, or raise :class:`BadValueError` unless ``allow_negative``.
     """
     n_rows = chunk.shape[0]
     out = np.full((n_rows, k), -1, dtype=np.int32)
@@ -98,10 +139,14 @@ def topk_chunk(chunk: sp.csr_matrix, k: int, engine: str = "numpy") -> np.ndarra
         if not chunk.has_canonical_format:
             chunk = chunk.copy()
             chunk.sum_duplicates()
-        bad = _numba_kernel()(chunk.indptr, chunk.indices, _float_data(chunk), np.arange(n_rows), k, out)
-        if bad >= 0:
-            raise _non_finite_error(bad)
+        kernel = _numba_kernel()
+        rows = np.arange(n_rows)
+        error = _kernel_error(kernel(chunk.indptr, chunk.indices, _float_data(chunk), rows, k, out, not allow_negative))
+        if error is not None:
+            raise error
         return out
+    if not allow_negative:
+        check_values(chunk, allow_negative=False)
     data, cols, row_nnz = _positive_entries(chunk)
     if data.size == 0:
         return out
@@ -186,11 +231,12 @@ def _numba_kernel() -> Any:
             _KERNEL.append(None)
         else:
 
-            def kernel(indptr, indices, data, rows, k, out):
+            def kernel(indptr, indices, data, rows, k, out, reject_negative=False):
                 if data.dtype == np.float32:
                     width = int(np.max(indptr[rows + 1] - indptr[rows])) if rows.size else 0
-                    return topk_rows_float32(indptr, indices, data.view(np.int32), rows, k, out, width)
-                return topk_rows(indptr, indices, data, rows, k, out)
+                    bits = data.view(np.int32)
+                    return topk_rows_float32(indptr, indices, bits, rows, k, out, width, reject_negative)
+                return topk_rows(indptr, indices, data, rows, k, out, reject_negative)
 
             _KERNEL.append(kernel)
     return _KERNEL[0]
@@ -222,20 +268,22 @@ def top_gene_indices(
     check: bool = True,
     progress: Any = None,
     engine: str = "auto",
+    allow_negative: bool = True,
 ) -> np.ndarray:
     """Top-``k`` gene indices for the rows of ``X`` (``int32 (n, k)``, ``-1`` padded).
 
     ``rows`` (sorted row indices) restricts the work to those rows; chunks are still
     read contiguously, which is what a backed (on-disk) matrix needs. ``progress`` is
     an optional callable receiving the number of rows just read. ``engine``: ``auto``,
-    ``numpy`` or ``numba`` (identical results).
+    ``numpy`` or ``numba`` (identical results). NaN/inf raise :class:`BadValueError`
+    (with ``check``), so do negative values unless ``allow_negative`` (then never listed).
     """
     engine = resolve_engine(engine)
     n_rows = X.shape[0]
     wanted = np.arange(n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
     out = np.full((wanted.size, k), -1, dtype=np.int32)
     if engine == "numba" and sp.issparse(X) and X.format == "csr" and X.has_canonical_format:
-        return _numba_in_place(X, wanted, k, chunk_size, progress, out)
+        return _numba_in_place(X, wanted, k, chunk_size, progress, out, not allow_negative)
     done = 0
     for start, chunk in iter_row_chunks(X, chunk_size):
         stop = start + chunk.shape[0]
@@ -243,24 +291,29 @@ def top_gene_indices(
         if hi > lo:
             sub = chunk if (hi - lo) == chunk.shape[0] else chunk[wanted[lo:hi] - start]
             if check:
-                check_finite(sub, start)
-            out[done : done + (hi - lo)] = topk_chunk(sub, k, engine)
+                check_values(sub, wanted[lo:hi], allow_negative)
+            try:
+                out[done : done + (hi - lo)] = topk_chunk(sub, k, engine)  # values checked above
+            except BadValueError as exc:  # the numba kernel's own check: map to rows of X
+                raise exc.at(int(wanted[lo + exc.row])) from None
             done += hi - lo
         if progress is not None:
             progress(chunk.shape[0])
     return out
 
 
-def _numba_in_place(X: Any, wanted: np.ndarray, k: int, chunk_size: int, progress: Any, out: np.ndarray) -> np.ndarray:
+def _numba_in_place(
+    X: Any, wanted: np.ndarray, k: int, chunk_size: int, progress: Any, out: np.ndarray, reject_negative: bool
+) -> np.ndarray:
     """An in-memory CSR matrix needs no chunk copies: the kernel reads its arrays directly
     (chunks only pace the progress bar).
     """
     kernel, data, seen = _numba_kernel(), _float_data(X), 0
     for lo in range(0, wanted.size, chunk_size):
         rows = wanted[lo : lo + chunk_size]
-        bad = kernel(X.indptr, X.indices, data, rows, k, out[lo : lo + chunk_size])
-        if bad >= 0:
-            raise _non_finite_error(int(rows[bad]))
+        error = _kernel_error(kernel(X.indptr, X.indices, data, rows, k, out[lo : lo + chunk_size], reject_negative))
+        if error is not None:
+            raise error.at(int(rows[error.row]))
         if progress is not None:
             progress(int(rows[-1]) + 1 - seen)
             seen = int(rows[-1]) + 1

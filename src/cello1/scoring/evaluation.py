@@ -20,7 +20,7 @@ import numpy as np
 
 from cello1.errors import InputError
 from cello1.grammar import parse_gold
-from cello1.io import iter_records
+from cello1.io import iter_numbered_records
 from cello1.scoring.analysis import ErrorAnalysis, analyse
 from cello1.scoring.bootstrap import DEFAULT_RESAMPLES, LEVEL, bootstrap_cis, paired_bootstrap
 from cello1.scoring.metrics import LENIENT_COLUMNS, METRIC_COLUMNS, Scored, score_record, word_count
@@ -86,15 +86,23 @@ class EvalResult(Metrics):
 
 def load_predictions(predictions: Predictions) -> tuple[list[Mapping[str, Any]], str | None]:
     """Records and a display name (the file name, or None for in-memory records)."""
+    located, name = _load_located(predictions)
+    return [record for _, record in located], name
+
+
+def _load_located(predictions: Predictions) -> tuple[Iterable[tuple[str, Mapping[str, Any]]], str | None]:
+    """``(where, record)`` pairs (``file:line`` or ``record i``) and a display name; files
+    are streamed (a record is scored and dropped, not all held in memory).
+    """
     if isinstance(predictions, (str, os.PathLike)):
-        return list(iter_records(predictions)), Path(predictions).name
+        return iter_numbered_records(predictions), Path(predictions).name
     items = list(predictions)
     if items and all(isinstance(p, (str, os.PathLike)) for p in items):
-        records = [rec for p in items for rec in iter_records(p)]
-        return records, "+".join(Path(p).name for p in items)
+        located = (pair for p in items for pair in iter_numbered_records(p))
+        return located, "+".join(Path(p).name for p in items)
     if not all(isinstance(r, Mapping) for r in items):
         raise InputError("evaluate() takes prediction records (dicts), a path, or a list of paths")
-    return items, None
+    return [(f"record {i}", r) for i, r in enumerate(items)], None
 
 
 def record_gold(record: Mapping[str, Any]) -> list[str] | None:
@@ -102,27 +110,47 @@ def record_gold(record: Mapping[str, Any]) -> list[str] | None:
     gold = record.get("answer")
     if gold is None:
         gold = record.get("assistant_msg")
+    if not (isinstance(gold, str) or gold is None) and not (
+        isinstance(gold, (list, tuple)) and all(isinstance(label, str) for label in gold)
+    ):
+        raise InputError(f"the gold answer must be a string such as 'A | B | C', not {type(gold).__name__}")
     labels = parse_gold(gold)
     return labels or None
 
 
-def _check(record: Any, index: int, where: str) -> tuple[list[str], str]:
+def _check(record: Any, where: str) -> tuple[list[str], str]:
     if not isinstance(record, Mapping):
-        raise InputError(f"{where}: record {index} is not a JSON object")
-    gold = record_gold(record)
+        raise InputError(f"{where}: not a JSON object")
+    try:
+        gold = record_gold(record)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
     if gold is None:
         raise InputError(
-            f"{where}: record {index} has no gold answer ('answer' or 'assistant_msg'); "
+            f"{where}: no gold answer ('answer' or 'assistant_msg'); "
             "evaluate predictions made on puzzles that have answers"
         )
     if "prediction" not in record:
         raise InputError(
-            f"{where}: record {index} has no 'prediction' field; pass the output of `cello1 solve` "
+            f"{where}: no 'prediction' field; pass the output of `cello1 solve` "
             "or records with the model output in 'prediction'"
         )
     prediction = record["prediction"]
+    if prediction is not None and not isinstance(prediction, str):
+        raise InputError(f"{where}: 'prediction' must be the model's text (or null), not {type(prediction).__name__}")
+    sample = record.get("sample")
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)):
+        raise InputError(f"{where}: 'sample' must be an integer, not {type(sample).__name__}")
     # A failed call (prediction null, error set) scores as an empty, invalid output.
-    return gold, prediction if isinstance(prediction, str) else ""
+    return gold, prediction or ""
+
+
+def _duplicate_error(where: str, first: str, key: tuple[str, int]) -> InputError:
+    return InputError(
+        f"{where}: a second prediction for puzzle {key[0]!r} (sample {key[1]}; the first is at {first}); "
+        "a prediction file must hold one record per puzzle and sample, or the metrics count it twice — "
+        "re-run `cello1 solve` with the same options to compact it, or remove the extra record"
+    )
 
 
 def _length_fn(tokenizer: Any) -> tuple[Callable[[str], float], str]:
@@ -159,13 +187,17 @@ def load_tokenizer(name: str) -> Any:
 
 
 def score_records(
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]],
     where: str = "predictions",
     tokenizer: Any = None,
     lenient: bool = False,
     progress: bool = False,
+    unique: bool = False,
 ) -> tuple[list[Scored], str]:
-    """Score every record; returns the scores and the length unit."""
+    """Score every record (or ``(location, record)`` pair); returns the scores and the length
+    unit. With ``unique`` (files: what ``cello1 eval`` reads), two records for one
+    ``(id, sample)`` are an error, as they would be counted twice.
+    """
     length_fn, unit = _length_fn(tokenizer)
     if lenient:
         from cello1.scoring.lenient import lenient_score
@@ -175,14 +207,20 @@ def score_records(
         # disable=None: no bar when stderr is not a terminal (logs, CI)
         records = tqdm(records, desc=f"scoring {where}", unit="pred", disable=None, leave=False)
     scored = []
-    for i, record in enumerate(records):
-        gold, prediction = _check(record, i, where)
+    first_seen: dict[tuple[str, int], str] = {}
+    for i, item in enumerate(records):
+        location, record = item if isinstance(item, tuple) else (f"{where}: record {i}", item)
+        gold, prediction = _check(record, location)
         s = score_record(record, gold, prediction, length_fn, GROUP_FIELDS[1:], index=i)
+        if unique and record.get("id") is not None:
+            if s.key in first_seen:
+                raise _duplicate_error(location, first_seen[s.key], s.key)
+            first_seen[s.key] = location
         if lenient:
             s.lenient_correct, s.lenient_exact = lenient_score(prediction, gold)
         scored.append(s)
     if not scored:
-        raise InputError(f"{where}: no prediction records found")
+        raise InputError(f"{where}: no prediction records found (the file is empty)")
     return scored, unit
 
 
@@ -302,9 +340,10 @@ def _evaluate_scored(
     errors: bool = True,
     progress: bool = False,
 ) -> tuple[EvalResult, list[Scored]]:
-    records, name = load_predictions(predictions)
+    located, name = _load_located(predictions)
+    from_files = name is not None  # in-memory records may repeat on purpose (e.g. a resampled set)
     scored, unit = score_records(
-        records, where=name or "predictions", tokenizer=tokenizer, lenient=lenient, progress=progress
+        located, where=name or "predictions", tokenizer=tokenizer, lenient=lenient, progress=progress, unique=from_files
     )
     metrics = summarise(scored, bootstrap, seed)
     result = EvalResult(

@@ -9,11 +9,15 @@ Standard library only (``urllib`` + threads), so no client package is needed.
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import os
 import random
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -47,8 +51,10 @@ class OpenAISolver(Solver):
     ``max_new_tokens`` is sent as ``max_completion_tokens`` to api.openai.com and for
     reasoning models (``reasoning_effort`` set), else as ``max_tokens`` (what most
     self-hosted servers expect). ``temperature``/``top_p`` are only sent when set, as
-    reasoning models reject them. Retries 429, 5xx and time-outs with exponential backoff
-    and full jitter, honouring ``Retry-After``.
+    reasoning models reject them. Retries 429, 5xx, time-outs, dropped connections and
+    malformed or truncated responses with exponential backoff and full jitter, honouring
+    ``Retry-After``; what still fails becomes that puzzle's recorded error. The API key is
+    never sent over plain http to a non-local host unless ``allow_insecure_key``.
     """
 
     name = "openai"
@@ -74,6 +80,7 @@ class OpenAISolver(Solver):
         seed: int | None = None,
         batch_size: int | None = None,
         extra_body: dict[str, Any] | None = None,
+        allow_insecure_key: bool = False,
         **unsupported: Any,
     ) -> None:
         reject_unsupported(self.name, unsupported)
@@ -87,6 +94,14 @@ class OpenAISolver(Solver):
                 f"no API key: set the environment variable {api_key_env} (or pass {{api_key_env}}=NAME)",
                 params=["api_key_env"],
             )
+        self.key_withheld = bool(self.api_key) and not allow_insecure_key and not key_safe_to_send(self.base_url)
+        if self.key_withheld:
+            print(
+                f"warning: not sending the API key from ${api_key_env} to {self.base_url}: plain http to a "
+                "non-local host lets anyone on the way read it (use https, or allow it with --allow-insecure-key)",
+                file=sys.stderr,
+            )
+            self.api_key = None
         self.prompt_layout = check_prompt_layout(prompt_layout)
         self.n = int(n)
         resolve_temperature(temperature, self.n)  # validates the combination
@@ -99,6 +114,10 @@ class OpenAISolver(Solver):
         self.concurrency = int(concurrency)
         self.batch_size = int(batch_size or 4 * self.concurrency)
         self.reasoning_effort = reasoning_effort
+        if int(max_retries) < 0:
+            raise InputError(f"{{max_retries}} must be >= 0, not {max_retries}", params=["max_retries"])
+        if not float(timeout) > 0:
+            raise InputError(f"{{timeout}} must be a positive number of seconds, not {timeout}", params=["timeout"])
         self.timeout, self.max_retries = float(timeout), int(max_retries)
         self.retry_base, self.retry_max = float(retry_base), float(retry_max)
         self.seed = seed
@@ -149,20 +168,25 @@ class OpenAISolver(Solver):
         start = time.perf_counter()
         try:
             response = self._post_with_retries(self.request_body(puzzle))
+            return self._completions(response, time.perf_counter() - start)
         except APIError as exc:
             if exc.status in FATAL_STATUS:
+                hint = " (the key was not sent: plain http, see --allow-insecure-key)" if self.key_withheld else ""
                 raise InputError(
                     f"{self.base_url}: HTTP {exc.status} ({exc}); "
-                    "check {base_url}, {model} and the API key variable",
+                    "check {base_url}, {model} and the API key variable" + hint,
                     params=["base_url", "model"],
                 ) from None
-            seconds = time.perf_counter() - start
-            return [Completion(text="", error=str(exc), info={"seconds": seconds}) for _ in range(self.n)]
-        return self._completions(response, time.perf_counter() - start)
+            message = str(exc)
+        except Exception as exc:  # one odd response must not end the whole run
+            message = f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - start
+        error = message.splitlines()[0] if message else "request failed"
+        return [Completion(text="", error=error, info={"seconds": seconds}) for _ in range(self.n)]
 
     def _completions(self, response: dict[str, Any], seconds: float) -> list[Completion]:
-        choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
-        usage = response.get("usage") or {}
+        choices = sorted(response["choices"], key=lambda c: c.get("index") or 0)
+        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
         prompt_tokens = usage.get("prompt_tokens")
         total = usage.get("completion_tokens")
         per_sample = None if total is None else round(total / max(len(choices), 1))
@@ -173,12 +197,17 @@ class OpenAISolver(Solver):
                 completions.append(Completion(text="", error=error, info={"seconds": seconds}))
                 continue
             message = choices[sample].get("message") or {}
+            content = message.get("content") if isinstance(message, dict) else None
+            if content is not None and not isinstance(content, str):
+                error = f"malformed response: the message content is {type(content).__name__}, not text"
+                completions.append(Completion(text="", error=error, info={"seconds": seconds}))
+                continue
             info = {"seconds": seconds, "finish_reason": choices[sample].get("finish_reason")}
             if message.get("reasoning_content"):
                 info["reasoning_content"] = message["reasoning_content"]
             completions.append(
                 Completion(
-                    text=message.get("content") or "",
+                    text=content or "",
                     prompt_tokens=prompt_tokens,
                     completion_tokens=per_sample,
                     info=info,
@@ -211,7 +240,7 @@ class OpenAISolver(Solver):
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode("utf-8"))
+                payload = json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
             raise APIError(f"HTTP {exc.code}: {detail}", exc.code, _retry_after(exc.headers)) from None
@@ -219,8 +248,40 @@ class OpenAISolver(Solver):
             raise APIError(f"timed out after {self.timeout:g}s ({exc})") from None
         except urllib.error.URLError as exc:
             raise APIError(f"cannot reach {self.base_url}: {exc.reason}") from None
-        except (ConnectionError, json.JSONDecodeError) as exc:
-            raise APIError(f"{type(exc).__name__}: {exc}") from None
+        except (http.client.HTTPException, OSError) as exc:  # cut off, reset, bad status line …
+            raise APIError(f"broken response ({type(exc).__name__}: {exc})") from None
+        except ValueError as exc:  # not JSON, not UTF-8
+            raise APIError(f"malformed response ({type(exc).__name__}: {str(exc)[:120]})") from None
+        return _checked_payload(payload)
+
+
+def _checked_payload(payload: Any) -> dict[str, Any]:
+    """A chat-completions response: an object whose ``choices`` are objects (else a
+    retryable :class:`APIError`).
+    """
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise APIError(f"malformed response: expected a chat completion with 'choices', got {str(payload)[:120]}")
+    for choice in choices:
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if message is not None and not isinstance(message, dict) or not isinstance(content, (str, type(None))):
+            raise APIError(f"malformed response: a choice's message is not text ({str(choice)[:120]})")
+    return payload
+
+
+def key_safe_to_send(base_url: str) -> bool:
+    """Whether an API key may go to ``base_url``: https, or plain http to this machine."""
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme == "https":
+        return True
+    host = (parsed.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

@@ -2,39 +2,49 @@
 
     preds = solve("test.jsonl", "hf", "pred.jsonl", model="HuggingFaceTB/SmolLM2-135M-Instruct")
 
-Guarantees (``out`` given):
+Guarantees (``out`` given; docs/reliability.md states them for the command line):
 
-* every finished record is appended, flushed and fsync'ed at once, so Ctrl-C or a kill
-  loses nothing already finished;
-* re-running the same call skips ``(id, sample)`` pairs already finished without error
-  and retries the ones that failed;
+* **one writer**: the run holds an exclusive lock on ``out`` (``flock`` on the hidden
+  file ``.{name}.lock`` beside it) from the first read to the last write; a second run on
+  the same ``out`` stops at once, naming the process that holds it;
+* **nothing lost**: every finished record is appended, flushed and fsync'ed at once, so
+  Ctrl-C or a kill loses nothing already finished;
+* **only what matches is resumed**: re-running skips ``(id, sample)`` pairs finished
+  without error *on the same puzzle content* (``puzzle_hash``, a hash of the rendered
+  record) and retries the ones that failed; predictions made on another version of a
+  puzzle (same id, other content) are reported and redone;
+* **never someone else's file**: an existing ``out`` that is not a prediction file of
+  this run — not cello1 output at all, another solver, model or options, or predictions
+  for puzzles that are not in the input — is refused before anything is written;
 * the file never holds two records for one ``(id, sample)``: at start, if the file has
-  records to retry, duplicates (written by older tools) or a truncated last line (a kill
-  mid-write), it is first rewritten atomically with only the records that stay, so new
-  records are only ever appended for pairs that are not in the file.
+  records to retry, stale ones, duplicates (written by older tools) or a truncated last
+  line (a kill mid-write), it is first rewritten atomically (same mode) with only the
+  records that stay, so new records are only ever appended for pairs not in the file.
 
 Each line is a :class:`~cello1.prediction.Prediction` record: ``id``, ``answer`` (gold
 string or null), ``prediction`` (raw text), ``assignment`` (strictly parsed labels or
 null), ``solver``, ``model``, ``seconds``, ``prompt_tokens``, ``completion_tokens``,
-``error``, ``sample`` and the puzzle's ``n``, ``tissue``, ``disease``, ``source``,
-``donor``; with ``repair=True`` also ``repaired_assignment`` and ``repair_method``
-(``prediction``/``assignment`` untouched).
+``error``, ``sample``, the puzzle's ``n``, ``tissue``, ``disease``, ``source``,
+``donor``, and ``puzzle_hash`` and ``options`` (what identifies the run); with
+``repair=True`` also ``repaired_assignment`` and ``repair_method`` (``prediction``/
+``assignment`` untouched).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cello1.errors import InputError
-from cello1.io import atomic_path, read_puzzles
+from cello1.errors import InputError, OutputError
+from cello1.io import atomic_path, check_puzzles, make_parent, read_puzzles
 from cello1.prediction import Prediction
 from cello1.puzzle import Puzzle
 from cello1.solvers import get_solver
@@ -42,8 +52,30 @@ from cello1.solvers.base import Ability, Completion, Solver
 
 Key = tuple[str, int]
 
+# Solver options that change how a run goes, not what it answers: a resume may change them.
+RUNTIME_OPTIONS = frozenset(
+    {"batch_size", "concurrency", "timeout", "max_retries", "device", "dtype", "threads", "base_url", "api_key_env",
+     "allow_insecure_key", "progress"}
+)  # fmt: skip
+
 
 # ---- public API --------------------------------------------------------------------------
+
+
+class RunResult(list):
+    """The predictions :func:`solve` returns (a list, in input order) plus what this run
+    did: ``new`` predictions made now, ``new_failed`` of them with an error, ``stale``
+    predictions of another puzzle version dropped from the file.
+    """
+
+    def __init__(self, predictions: list[Prediction] = (), new: int = 0, new_failed: int = 0, stale: int = 0) -> None:
+        super().__init__(predictions)
+        self.new, self.new_failed, self.stale = new, new_failed, stale
+
+    @property
+    def nothing_succeeded(self) -> bool:
+        """Whether the run asked for predictions and every one of them failed (e.g. no server answered)."""
+        return self.new > 0 and self.new_failed == self.new
 
 
 def solve(
@@ -56,34 +88,48 @@ def solve(
     progress: bool = True,
     limit: int | None = None,
     **solver_options: Any,
-) -> list[Prediction]:
+) -> RunResult:
     """Solve puzzles with any solver; returns the predictions of this run's puzzles in input
     order (including ones finished by an earlier run of the same ``out`` file).
 
     ``shard=(i, n)`` (or ``"i/n"``) keeps the puzzles whose id hashes to ``i`` of ``n``
     (deterministic, independent of file order); ``limit`` keeps the first puzzles (before
     sharding). ``solver_options`` go to the solver's constructor when ``solver`` is a name.
+    ``out`` must be a ``.jsonl`` file that is new, empty, or a prediction file of this run
+    (see the module docstring).
     """
-    puzzle_list = select_puzzles(load_puzzles(puzzles), shard=shard, limit=limit)
-    owns_solver = isinstance(solver, str)
-    if owns_solver:
-        solver = get_solver(solver, **solver_options)
-    elif solver_options:
+    everything = load_puzzles(puzzles)
+    source = str(puzzles) if isinstance(puzzles, (str, os.PathLike)) else "the puzzles"
+    puzzle_list = select_puzzles(everything, shard=shard, limit=limit, source=source)
+    if not isinstance(solver, str) and solver_options:
         raise InputError(f"options {sorted(solver_options)} only apply when the solver is given by name")
+    # the output is locked, read and checked before a (possibly slow) solver loads
+    output = None if out is None else _Output(check_prediction_path(out), everything)
     try:
-        return _run(puzzle_list, solver, out, repair=repair, progress=progress)
-    finally:
+        owns_solver = isinstance(solver, str)
         if owns_solver:
-            solver.close()
+            solver = get_solver(solver, **solver_options)
+        try:
+            options = run_options(solver, solver_options)
+            return _run(puzzle_list, everything, solver, output, options, repair=repair, progress=progress)
+        finally:
+            if owns_solver:
+                solver.close()
+    finally:
+        if output is not None:
+            output.close()
 
 
 def load_puzzles(puzzles: list[Puzzle] | str | os.PathLike) -> list[Puzzle]:
-    """Puzzles from a file or a list of :class:`Puzzle`."""
+    """Puzzles from a file or a list of :class:`Puzzle`, checked (:func:`cello1.io.check_puzzle`)."""
     if isinstance(puzzles, str | os.PathLike):
         return read_puzzles(puzzles)
     puzzles = list(puzzles)
     if not all(isinstance(p, Puzzle) for p in puzzles):
         raise InputError("puzzles must be a list of cello1.Puzzle or a path to a puzzle file")
+    if not puzzles:
+        raise InputError("no puzzles given")
+    check_puzzles(puzzles)
     return puzzles
 
 
@@ -108,12 +154,18 @@ def shard_of(puzzle_id: str, n_shards: int) -> int:
     return int.from_bytes(hashlib.sha1(puzzle_id.encode("utf-8")).digest()[:8], "big") % n_shards
 
 
-def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | None = None) -> list[Puzzle]:
+def select_puzzles(
+    puzzles: list[Puzzle], *, shard: Any = None, limit: int | None = None, source: str = "the puzzles"
+) -> list[Puzzle]:
     """The first ``limit`` puzzles, then those of shard ``i/n``; ids must be unique."""
-    ids = [p.id for p in puzzles]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"puzzle id {dup!r} occurs more than once; ids must be unique to resume runs")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(puzzles):
+        if p.id in seen:
+            raise InputError(
+                f"{source}: puzzle id {p.id!r} occurs more than once (puzzles {seen[p.id] + 1} and {i + 1}); "
+                "ids must be unique, as they key the predictions and the resume"
+            )
+        seen[p.id] = i
     if limit is not None:
         if limit < 0:
             raise InputError(f"{{limit}} must be >= 0, not {limit}", params=["limit"])
@@ -125,69 +177,186 @@ def select_puzzles(puzzles: list[Puzzle], *, shard: Any = None, limit: int | Non
     return puzzles
 
 
+def content_hash(puzzle: Puzzle) -> str:
+    """A hash of the puzzle as a model sees and the scorer judges it (the rendered
+    ``user_msg`` and the gold answer): equal exactly when a prediction carries over.
+    """
+    text = json.dumps([puzzle.user_msg, puzzle.answer_str], ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def run_options(solver: Solver, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The settings that shape a run's answers (recorded as each record's ``options``):
+    the solver's :meth:`~cello1.solvers.base.Solver.settings` and the options given by
+    name, minus ``solver``/``model`` (recorded on their own) and :data:`RUNTIME_OPTIONS`.
+    """
+    options = {k: v for k, v in solver.settings().items() if k not in {"solver", "model", *RUNTIME_OPTIONS}}
+    for name, value in (given or {}).items():
+        if name not in RUNTIME_OPTIONS:
+            options.setdefault(name, value)
+    return {k: _plain(v) for k, v in sorted(options.items())}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value that compares equal after a round trip through the file."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        return f"{len(value)} {type(value[0]).__name__ if value else 'item'}s"
+    return type(value).__name__
+
+
+def check_prediction_path(out: str | os.PathLike) -> Path:
+    """``out`` must name a ``.jsonl`` file (``cello1 eval`` reads files by their suffix)."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"{{out}}={path} is a folder; give a file name such as {path / 'pred.jsonl'}", params=["out"])
+    if path.suffix.lower() != ".jsonl":
+        raise InputError(
+            f"{{out}}={path}: predictions are written as JSON lines; give the file a .jsonl name "
+            f"(e.g. {path.with_suffix('.jsonl').name})",
+            params=["out"],
+        )
+    return path
+
+
 def read_predictions(path: str | os.PathLike) -> tuple[dict[Key, Prediction], bool]:
     """Existing predictions keyed by ``(id, sample)``, the latest line winning, and whether
-    the file needs compaction (duplicates or unreadable lines such as a truncated tail).
+    the file needs compaction (duplicates or a truncated last line, as a kill mid-write
+    leaves). A file that is not a prediction file raises :class:`~cello1.errors.InputError`.
     """
     path = Path(path)
     records: dict[Key, Prediction] = {}
-    dirty = False
     if not path.exists():
-        return records, dirty
+        return records, False
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a prediction file")
     raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        dirty = True  # killed mid-write: the last line is cut
-    lines = raw.decode("utf-8", errors="replace").splitlines()
+    if raw.startswith(b"PAR1"):
+        raise _not_predictions(path, None, "it is a Parquet file")
+    lines = raw.split(b"\n")
+    cut = lines.pop()  # b"" when the file ends with a newline (as every complete write does)
+    dirty = bool(cut.strip())  # killed mid-write: the last line is cut
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
-            continue
-        try:
-            rec = Prediction.from_record(json.loads(line))
-            key = rec.key
-        except (json.JSONDecodeError, TypeError, ValueError):
-            if lineno < len(lines):
-                print(f"warning: {path}:{lineno}: unreadable line dropped", file=sys.stderr)
             dirty = True
             continue
-        dirty = dirty or key in records
-        records[key] = rec
+        rec = _prediction_record(line, path, lineno)
+        dirty = dirty or rec.key in records
+        records[rec.key] = rec
+    if cut.strip():
+        try:  # a complete record that only lacks its newline is kept (the rewrite adds it)
+            rec = _prediction_record(cut, path, len(lines) + 1)
+        except InputError:
+            # a record cut by a kill starts like every record we write; other text in a
+            # file without a single prediction is someone else's
+            if not records and not cut.startswith(_RECORD_START):
+                raise
+        else:
+            records[rec.key] = rec
     return records, dirty
+
+
+_RECORD_KEYS = ("id", "prediction", "solver")
+_RECORD_START = b'{"id": '  # how every record :class:`_Appender` writes begins
+
+
+def _prediction_record(line: bytes, path: Path, lineno: int) -> Prediction:
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _not_predictions(path, lineno, "it is not UTF-8 text") from None
+    except json.JSONDecodeError:
+        raise _not_predictions(path, lineno, "it is not a JSON record") from None
+    if not isinstance(value, dict) or not all(k in value for k in _RECORD_KEYS):
+        raise _not_predictions(path, lineno, "it is not a prediction record (id, prediction, solver)")
+    try:
+        return Prediction.from_record(value)
+    except (TypeError, ValueError) as exc:
+        raise _not_predictions(path, lineno, f"it is not a prediction record ({exc})") from None
+
+
+def _not_predictions(path: Path, lineno: int | None, why: str) -> InputError:
+    where = f"line {lineno}: " if lineno else ""
+    return InputError(
+        f"{path} exists and is not a cello1 prediction file ({where}{why}); nothing was changed — "
+        f"give {{out}} a new file name, or delete the file yourself if you mean to replace it",
+        params=["out"],
+    )
 
 
 # ---- the run -----------------------------------------------------------------------------
 
 
+class _Output:
+    """The prediction file of a run, from the first read to the last write: locked
+    (:class:`OutputLock`), read and checked to be a prediction file for these puzzles.
+    """
+
+    def __init__(self, path: Path, everything: list[Puzzle]) -> None:
+        self.path = path.resolve()  # a symlink and its target share one lock and stay a symlink
+        self.lock = OutputLock(self.path)
+        self.lock.acquire()
+        try:
+            self.existing, self.dirty = read_predictions(self.path)
+            _check_known_puzzles(self.path, self.existing, {p.id for p in everything})
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        """Release the lock."""
+        self.lock.release()
+
+
 def _run(
-    puzzles: list[Puzzle], solver: Solver, out: str | os.PathLike | None, *, repair: bool, progress: bool
-) -> list[Prediction]:
+    puzzles: list[Puzzle],
+    everything: list[Puzzle],
+    solver: Solver,
+    output: _Output | None,
+    options: dict[str, Any],
+    *,
+    repair: bool,
+    progress: bool,
+) -> RunResult:
     n_samples = max(1, int(solver.n or 1))
+    hashes = {p.id: content_hash(p) for p in puzzles}
     done: dict[Key, Prediction] = {}
-    writer = None
-    if out is not None:
-        done, writer = _open_output(Path(out), puzzles, solver, n_samples, repair=repair)
-    # transductive solvers (--transductive) see all of this run's puzzles first, so a
-    # resumed run answers the pending ones exactly as an uninterrupted run would
-    solver.prepare(puzzles)
-    pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
     fresh: dict[Key, Prediction] = {}
-    bar = _Progress(len(pending), progress)
+    stale = 0
+    writer = bar = None
     try:
+        if output is not None:
+            done, stale = _open_output(output, puzzles, everything, solver, options, n_samples, repair=repair)
+            writer = _Appender(output.path)
+        # transductive solvers (--transductive) see all of this run's puzzles first, so a
+        # resumed run answers the pending ones exactly as an uninterrupted run would
+        solver.prepare(puzzles)
+        pending = [p for p in puzzles if any(_needs_run(done.get((p.id, s))) for s in range(n_samples))]
+        bar = _Progress(len(pending), progress)
         for puzzle, completions, seconds in _iter_completions(solver, pending):
             for sample, completion in enumerate(completions):
                 key = (puzzle.id, sample)
                 if not _needs_run(done.get(key)):
                     continue  # finished by an earlier run; keep that record
                 rec = make_prediction(puzzle, completion, solver, sample, seconds, repair=repair)
+                rec.puzzle_hash, rec.options = hashes[puzzle.id], options
                 if writer is not None:
                     writer.write(rec)
                 fresh[key] = rec
             bar.update(completions)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.close()
     merged = {**done, **fresh}
-    return [merged[(p.id, s)] for p in puzzles for s in range(n_samples) if (p.id, s) in merged]
+    ordered = [merged[(p.id, s)] for p in puzzles for s in range(n_samples) if (p.id, s) in merged]
+    return RunResult(ordered, new=len(fresh), new_failed=sum(r.failed for r in fresh.values()), stale=stale)
 
 
 def _needs_run(record: Prediction | None) -> bool:
@@ -195,36 +364,85 @@ def _needs_run(record: Prediction | None) -> bool:
 
 
 def _open_output(
-    path: Path, puzzles: list[Puzzle], solver: Solver, n_samples: int, *, repair: bool
-) -> tuple[dict[Key, Prediction], _Appender]:
-    """Read what an earlier run finished; drop records this run will redo; compact if needed."""
-    if path.is_dir():
-        raise InputError(f"{{out}}={path} is a folder; give a file name such as {path / 'pred.jsonl'}", params=["out"])
-    existing, dirty = read_predictions(path)
+    output: _Output,
+    puzzles: list[Puzzle],
+    everything: list[Puzzle],
+    solver: Solver,
+    options: dict[str, Any],
+    n_samples: int,
+    *,
+    repair: bool,
+) -> tuple[dict[Key, Prediction], int]:
+    """Read what an earlier run finished (refusing a file of another run), drop records
+    this run will redo and stale ones, compact the file if needed.
+
+    Returns the finished records this run keeps and the number of stale ones dropped.
+    """
+    path, existing, dirty = output.path, output.existing, output.dirty
+    by_id = {p.id: p for p in everything}
+    _check_same_run(path, existing, solver, options)
+    hashes: dict[str, str] = {}
+    stale = {k for k, rec in existing.items() if not _same_puzzle(rec, by_id[k[0]], hashes)}
+    if stale:
+        print(
+            f"warning: {path}: {len(stale)} predictions were made on another version of their puzzle "
+            "(same id, different content, e.g. after a rebuild); they are dropped and solved again",
+            file=sys.stderr,
+        )
     wanted = {(p.id, s) for p in puzzles for s in range(n_samples)}
-    _check_same_solver(path, [rec for k, rec in existing.items() if k in wanted], solver)
     retry = {k for k, rec in existing.items() if k in wanted and _needs_run(rec)}
-    kept = {k: rec for k, rec in existing.items() if k not in retry}
+    kept = {k: rec for k, rec in existing.items() if k not in retry and k not in stale}
     if repair:
         dirty = _add_missing_repairs(kept, {p.id: p for p in puzzles}) or dirty
-    if dirty or retry:
+    if dirty or retry or stale:
         with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for rec in kept.values():
                 fh.write(json.dumps(rec.to_record(), ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    return {k: rec for k, rec in kept.items() if k in wanted}, _Appender(path)
+    return {k: rec for k, rec in kept.items() if k in wanted}, len(stale)
 
 
-def _check_same_solver(path: Path, records: list[Prediction], solver: Solver) -> None:
-    """Resuming into a file written by another solver or model would mix two runs."""
-    for rec in records:
+def _check_known_puzzles(path: Path, existing: dict[Key, Prediction], ids: set[str]) -> None:
+    """Predictions for puzzles that are not in the input belong to another run."""
+    foreign = [pid for pid, _ in existing if pid not in ids]
+    if foreign:
+        raise InputError(
+            f"{path} holds predictions for {len(set(foreign))} puzzles that are not in this input "
+            f"(e.g. {foreign[0]!r}), so it belongs to another run; write to another {{out}} file",
+            params=["out"],
+        )
+
+
+def _check_same_run(path: Path, existing: dict[Key, Prediction], solver: Solver, options: dict[str, Any]) -> None:
+    """Resuming into a file of another solver, model or options would mix two runs."""
+    for rec in existing.values():
         if (rec.solver, rec.model) != (solver.name, solver.model):
             raise InputError(
                 f"{path} already holds predictions of solver {rec.solver!r} (model {rec.model!r}), "
                 f"not {solver.name!r} (model {solver.model!r}); write to another {{out}} file",
                 params=["out"],
             )
+        if rec.options is not None and rec.options != options:
+            raise InputError(
+                f"{path} holds predictions made with other options ({_options_diff(rec.options, options)}); "
+                "re-run with the same options to resume it, or write to another {out} file",
+                params=["out"],
+            )
+
+
+def _options_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: file {old.get(k)!r}, now {new.get(k)!r}" for k in names[:4])
+
+
+def _same_puzzle(record: Prediction, puzzle: Puzzle, cache: dict[str, str]) -> bool:
+    """Whether a finished record was made on this content of its puzzle (records written
+    before ``puzzle_hash`` existed are compared by gold answer and N).
+    """
+    if record.puzzle_hash is not None:
+        if puzzle.id not in cache:
+            cache[puzzle.id] = content_hash(puzzle)
+        return record.puzzle_hash == cache[puzzle.id]
+    return record.answer == puzzle.answer_str and record.n in (None, puzzle.n)
 
 
 def _add_missing_repairs(records: dict[Key, Prediction], puzzles: dict[str, Puzzle]) -> bool:
@@ -241,11 +459,75 @@ def _add_missing_repairs(records: dict[Key, Prediction], puzzles: dict[str, Puzz
     return changed
 
 
+class OutputLock:
+    """An exclusive lock on one output file: ``flock`` on the hidden ``.{name}.lock`` beside
+    it, holding the owner's pid. The kernel drops the lock when its process dies, so a
+    killed run never blocks the next one; a live one makes :meth:`acquire` fail at once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.target = path
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`~cello1.errors.InputError` naming the holder."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no lock
+            return
+        make_parent(self.target)
+        for _ in range(20):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise OutputError(f"cannot write in the folder of {self.target}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                raise InputError(
+                    f"{self.target} is being written by another cello1 process ({holder}); wait for it to "
+                    "finish (re-running then resumes), or write to another {out} file",
+                    params=["out"],
+                ) from None
+            # the previous holder removes the lock file on release: make sure ours is the live one
+            try:
+                live = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                live = False
+            if live:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return
+            os.close(fd)
+        raise OutputError(f"cannot lock {self.target}: the lock file keeps changing")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (in that order, see :meth:`acquire`)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return f"pid {text}" if text.isdigit() else "pid unknown"
+
+
 class _Appender:
     """Append-only JSONL writer that makes each record durable before returning."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(path)
         self._fh = path.open("a", encoding="utf-8")
 
     def write(self, prediction: Prediction) -> None:
@@ -362,4 +644,17 @@ class _Progress:
         self._bar.close()
 
 
-__all__ = ["load_puzzles", "make_prediction", "parse_shard", "read_predictions", "select_puzzles", "shard_of", "solve"]
+__all__ = [
+    "OutputLock",
+    "RunResult",
+    "check_prediction_path",
+    "content_hash",
+    "load_puzzles",
+    "make_prediction",
+    "parse_shard",
+    "read_predictions",
+    "run_options",
+    "select_puzzles",
+    "shard_of",
+    "solve",
+]

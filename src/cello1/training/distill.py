@@ -27,7 +27,7 @@ from typing import Any
 
 from cello1.errors import InputError
 from cello1.grammar import split_completion
-from cello1.io import write_puzzles
+from cello1.io import check_output_file, write_puzzles
 from cello1.prediction import Prediction
 from cello1.puzzle import Puzzle
 from cello1.solvers.base import Solver
@@ -141,9 +141,18 @@ def distill(
 
     if k < 1:
         raise InputError(f"{{k}} must be >= 1, not {k}", params=["k"])
+    if out is not None:
+        inputs = [puzzles] if isinstance(puzzles, (str, os.PathLike)) else []
+        check_output_file(out, "out", inputs)
+        if Path(out).suffix.lower() != ".jsonl":
+            raise InputError(f"{{out}}={out}: SFT records are JSON lines; give the file a .jsonl name", params=["out"])
     puzzle_list = load_puzzles(puzzles)
     if limit is not None:
+        if limit < 0:
+            raise InputError(f"{{limit}} must be >= 0, not {limit}", params=["limit"])
         puzzle_list = puzzle_list[:limit]
+    if not puzzle_list:
+        raise InputError(f"nothing to distil: {{limit}}={limit} keeps no puzzle", params=["limit"])
     unlabelled = [p.id for p in puzzle_list if p.answer is None]
     if unlabelled:
         raise InputError(
@@ -160,6 +169,12 @@ def distill(
     records = solve(puzzle_list, solver, traces_path, progress=progress, **solver_options)
     report = select_traces(puzzle_list, records, min_confidence=min_confidence)
     if out is not None:
+        if not report.kept and not report.traces:
+            first = next((r.error for r in records if r.error), "no answer")
+            raise InputError(
+                f"the teacher answered none of the {len(puzzle_list)} puzzles (first error: {first}); "
+                f"nothing written to {out}; re-run the same command to retry them"
+            )
         if not report.kept:
             raise InputError(
                 f"no trace was both correct and strictly formatted ({report.traces} tried); "

@@ -17,18 +17,28 @@ Hydra overrides. Only pyarrow is needed (no torch).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cello1.errors import InputError
 from cello1.hub import is_hub_reference, parse_reference
-from cello1.io import atomic_path, read_puzzles
+from cello1.io import (
+    atomic_dir,
+    atomic_path,
+    check_output_dir,
+    default_mode,
+    inside,
+    read_puzzles,
+    same_path,
+    temp_dir_beside,
+)
 from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.training import recipe
 
@@ -133,9 +143,15 @@ def split_name(path: Path | str, total: int) -> str:
     return "train" if total == 1 else path.stem
 
 
+# In a folder holding one split in several formats (as `cello1 build` writes), the first of these is read.
+FORMAT_PREFERENCE = (".jsonl", ".parquet", ".json")
+
+
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path | str]:
-    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those files;
-    hub references stay as they are.
+    """A folder holding per-split files (``train.jsonl``, ``test.jsonl``…) counts as those
+    files; when a split is there in several formats (``train.jsonl`` and ``train.parquet``,
+    as ``cello1 build`` writes them) one is read, by :data:`FORMAT_PREFERENCE`; hub
+    references stay as they are.
     """
     paths: list[Path | str] = []
     for item in inputs:
@@ -143,15 +159,18 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path | str]:
             paths.append(str(item))
             continue
         path = Path(item)
-        if path.is_dir():
-            split_files = sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in {".json", ".jsonl", ".parquet"} and split_name(p, 2) in ("train", "test", "val")
-            )
-            paths.extend(split_files or [path])
-        else:
+        if not path.is_dir():
             paths.append(path)
+            continue
+        chosen: dict[str, Path] = {}  # file stem -> the file read for it
+        candidates = sorted(
+            (p for p in path.iterdir() if p.suffix in FORMAT_PREFERENCE and not p.name.startswith(".")),
+            key=lambda p: (FORMAT_PREFERENCE.index(p.suffix), p.name),
+        )
+        for file in candidates:
+            if split_name(file, 2) in ("train", "test", "val"):
+                chosen.setdefault(file.stem, file)
+        paths.extend(sorted(chosen.values()) or [path])
     return paths
 
 
@@ -161,43 +180,84 @@ def export_verl(
     prompt_layout: str = DEFAULT_PROMPT_LAYOUT,
     run: VerlRunSettings | None = None,
 ) -> VerlExport:
-    """Write verl Parquet files, the reward shim and a ready GRPO launch script."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write verl Parquet files, the reward shim and a ready GRPO launch script.
 
+    Every input is read and checked before anything is written; the files are then
+    written to a temporary folder and moved into ``out_dir`` together, so an error never
+    leaves a folder with some of them.
+    """
     check_prompt_layout(prompt_layout)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not inputs:
         raise InputError("no input puzzles; pass one or more puzzle files")
     paths = expand_inputs(inputs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    counts: dict[str, int] = {}
+    _check_export_dir(out, inputs)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    sources: dict[str, Path] = {}
     for path in paths:
         split = split_name(path, len(paths))
-        if split in files:
-            raise InputError(f"two inputs map to the split {split!r} ({path}); give each input a distinct name")
-        rows = verl_rows(read_puzzles(path), split, prompt_layout)
-        target = out / f"{split}.parquet"
-        with atomic_path(target) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
-        files[split], counts[split] = target, len(rows)
-    reward_path = write_reward_shim(out)
-    script = write_run_script(out, files, reward_path, run or VerlRunSettings())
-    manifest = {
-        "reward_module": REWARD_MODULE,
-        "reward_function": REWARD_FUNCTION,
-        "custom_reward_function.path": str(reward_path.resolve()),
-        "custom_reward_function.name": REWARD_FUNCTION,
-        "data_source": DATA_SOURCE,
-        "prompt_layout": prompt_layout,
-        "files": {k: str(v.resolve()) for k, v in files.items()},
-        "counts": counts,
-    }
-    with atomic_path(out / "reward_function.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return VerlExport(out, files, counts, reward_path, script)
+        if split in tables:
+            raise InputError(
+                f"two inputs map to the split {split!r} ({sources[split]} and {path}); give each input a distinct name"
+            )
+        tables[split], sources[split] = verl_rows(read_puzzles(path), split, prompt_layout), path
+    files = {split: out / f"{split}.parquet" for split in tables}
+    counts = {split: len(rows) for split, rows in tables.items()}
+    reward_path = out / "reward.py"
+    with _staging(out) as stage:
+        for split, rows in tables.items():
+            _write_table(stage / files[split].name, rows)
+        write_reward_shim(stage)
+        script = write_run_script(stage, files, reward_path, run or VerlRunSettings())
+        manifest = {
+            "reward_module": REWARD_MODULE,
+            "reward_function": REWARD_FUNCTION,
+            "custom_reward_function.path": str(reward_path.resolve()),
+            "custom_reward_function.name": REWARD_FUNCTION,
+            "data_source": DATA_SOURCE,
+            "prompt_layout": prompt_layout,
+            "files": {k: str(v.resolve()) for k, v in files.items()},
+            "counts": counts,
+        }
+        (stage / "reward_function.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return VerlExport(out, files, counts, reward_path, out / script.name)
+
+
+def _check_export_dir(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
+    """The output must be a folder (or a new path) that holds none of the inputs."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{{out}}={out} is an existing file; give a folder name", params=["out"])
+    for item in inputs:
+        if inside(item, out) or (Path(item).is_dir() and same_path(item, out)):
+            raise InputError(
+                f"{{out}}={out} holds the input {item}; exporting there could overwrite the inputs "
+                "(e.g. a build's train.parquet) — choose another {out}",
+                params=["out"],
+            )
+    check_output_dir(out, overwrite=True)
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A temporary folder whose files are moved into ``out`` at the end (``out`` created
+    then, or the whole folder renamed when it does not exist yet).
+    """
+    if not out.exists():
+        with atomic_dir(out) as tmp:
+            yield tmp
+        return
+    with temp_dir_beside(out) as stage:
+        yield stage
+        for file in sorted(stage.iterdir()):
+            os.replace(file, out / file.name)
 
 
 def write_reward_shim(out: Path) -> Path:
@@ -269,5 +329,5 @@ def write_run_script(out: Path, files: dict[str, Path], reward_path: Path, run: 
     path = out / "run_verl_grpo.sh"
     with atomic_path(path) as tmp:
         tmp.write_text(script, encoding="utf-8")
-    path.chmod(0o755)
+    path.chmod(default_mode(directory=True))  # an executable: rwx where the umask allows
     return path
