@@ -349,6 +349,23 @@ class ConstrainedAnswerProcessor:
         return out
 
 
+# ---- request arguments of vLLM's logits processor (cello1.solvers.vllm_constrained) ---------
+
+# plain names and values, as vLLM's ``extra_args`` / the server's ``vllm_xargs`` require
+CANDIDATES, CELLS, BUDGET, OPEN_THINK, FORCE = (
+    "cello1_candidates",
+    "cello1_cells",
+    "cello1_max_new_tokens",
+    "cello1_open_think",
+    "cello1_force",
+)
+
+
+def constrained_args(candidates: Sequence[str], cells: int, max_new_tokens: int, open_think: bool) -> dict[str, Any]:
+    """The extra request arguments that switch vLLM's constrained answer on."""
+    return {CANDIDATES: list(candidates), CELLS: int(cells), BUDGET: int(max_new_tokens), OPEN_THINK: int(open_think)}
+
+
 # ---- grammars for servers: strict format, every item a candidate -----------------------------
 
 
@@ -418,6 +435,7 @@ __all__ = [
     "answer_pieces",
     "answer_regex",
     "candidate_pieces",
+    "constrained_args",
     "grammar_think_chars",
     "think_banned_mask",
 ]

@@ -28,20 +28,17 @@ from typing import Any
 import torch
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from cello1.solvers.constrained import AnswerState, candidate_pieces, think_banned_mask
-
-CANDIDATES, CELLS, BUDGET, OPEN_THINK, FORCE = (
-    "cello1_candidates",
-    "cello1_cells",
-    "cello1_max_new_tokens",
-    "cello1_open_think",
-    "cello1_force",
+from cello1.solvers.constrained import (
+    BUDGET,
+    CANDIDATES,
+    CELLS,
+    FORCE,
+    OPEN_THINK,
+    AnswerState,
+    candidate_pieces,
+    constrained_args,
+    think_banned_mask,
 )
-
-
-def constrained_args(candidates: list[str], cells: int, max_new_tokens: int, open_think: bool) -> dict[str, Any]:
-    """The extra request arguments that switch the constrained answer on."""
-    return {CANDIDATES: list(candidates), CELLS: int(cells), BUDGET: int(max_new_tokens), OPEN_THINK: int(open_think)}
 
 
 class AnswerLogitsProcessor(AdapterLogitsProcessor):

@@ -116,10 +116,11 @@ class VLLMSolver(Solver):
             check_kv_cache(source, float(kv_cache_gb), max_model_len, engine_args.get("dtype"), self.device)
             engine_args["kv_cache_memory_bytes"] = int(float(kv_cache_gb) * GiB)
         self.kv_cache_gb = kv_cache_gb
-        if self.constrained or self.assignment == LIKELIHOOD:
-            from cello1.solvers.vllm_constrained import AnswerLogitsProcessor
+        # always registered (requests without its arguments are untouched), so the same
+        # engine serves --constrained, likelihood scores and an ensemble's score matrices
+        from cello1.solvers.vllm_constrained import AnswerLogitsProcessor
 
-            engine_args["logits_processors"] = [AnswerLogitsProcessor]
+        engine_args["logits_processors"] = [AnswerLogitsProcessor]
         self.engine_args = engine_args
         self.llm = _start_engine(vllm, engine_args)
         self.tokenizer = self.llm.get_tokenizer()
@@ -143,7 +144,7 @@ class VLLMSolver(Solver):
         s = self.sampling
         extra = None
         if self.constrained and puzzle is not None:
-            from cello1.solvers.vllm_constrained import constrained_args
+            from cello1.solvers.constrained import constrained_args
 
             extra = constrained_args(puzzle.candidates, puzzle.n, self.max_new_tokens, open_think)
         return SamplingParams(
@@ -207,13 +208,9 @@ class VLLMSolver(Solver):
         """
         from vllm import SamplingParams
 
+        from cello1.solvers.constrained import FORCE
         from cello1.solvers.likelihood import as_matrix, scoring_layout, scoring_prefix
-        from cello1.solvers.vllm_constrained import FORCE
 
-        if "logits_processors" not in self.engine_args:
-            raise InputError(
-                "likelihood scores need the engine started with {assignment}=likelihood", params=["assignment"]
-            )
         prompt = self.prompt(puzzle)
         layout = scoring_layout(puzzle, scoring_prefix(prompt, template_think_prefix(prompt)), self.encode)
         start = time.perf_counter()
