@@ -327,8 +327,10 @@ class HFSolver(Solver):
         start = time.perf_counter()
         with torch.inference_mode():
             head = self.hf_model(torch.tensor([layout.prefix], device=self.hf_model.device), use_cache=True)
+            # the cue's own probability is the same for every candidate of a cell: not summed
+            skip = [len(cue) for cue in layout.cues for _ in layout.candidates]
             scores, passes = tree_logprobs(
-                self.hf_model, head.past_key_values, head.logits[0, -1], len(layout.prefix), layout.sequences()
+                self.hf_model, head.past_key_values, head.logits[0, -1], len(layout.prefix), layout.sequences(), skip
             )
         info = {
             "forward_passes": 1 + passes,
@@ -442,11 +444,18 @@ def token_tree(sequences: Sequence[Sequence[int]]) -> tuple[list[int], list[int]
 
 
 def tree_logprobs(
-    model: Any, cache: Any, last_logits: Any, prefix_len: int, sequences: Sequence[Sequence[int]], max_nodes: int = 1024
+    model: Any,
+    cache: Any,
+    last_logits: Any,
+    prefix_len: int,
+    sequences: Sequence[Sequence[int]],
+    skip: Sequence[int] | None = None,
+    max_nodes: int = 1024,
 ) -> tuple[list[float], int]:
     """Summed log-probabilities of each of ``sequences`` as a continuation of the cached
     prefix (``cache`` holds ``prefix_len`` tokens, ``last_logits`` the prefix's last
-    logits), and the number of forward passes used.
+    logits), leaving out the first ``skip[k]`` tokens of sequence ``k``; and the number of
+    forward passes used.
 
     The sequences' token trie is packed into one input: each node attends to the whole
     prefix and to its own ancestors only (a 4-D attention mask) at position
@@ -458,6 +467,7 @@ def tree_logprobs(
 
     scores: list[float] = []
     passes = 0
+    skip = list(skip or [0] * len(sequences))
     for group in _groups(sequences, max_nodes):
         tokens, parents, depths, paths = token_tree(group)
         q = len(tokens)
@@ -484,7 +494,8 @@ def tree_logprobs(
         token_ids = torch.tensor(tokens, device=device)
         logp = logits[rows].gather(1, token_ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)[rows]
         node_logp = logp.tolist()
-        scores += [sum(node_logp[k] for k in path) for path in paths]
+        first = len(scores)
+        scores += [sum(node_logp[k] for k in path[skip[first + i] :]) for i, path in enumerate(paths)]
     return scores, passes
 
 
