@@ -148,7 +148,9 @@ class OpenAISolver(Solver):
         self.seed = seed
         self.extra_body = dict(extra_body or {})
         self.constrained = bool(constrained)
-        self.constrain_via = self._resolve_constrain_via(constrain_via) if self.constrained else None
+        # "auto" asks the server, so only when it is needed
+        needed = self.constrained or constrain_via != "auto"
+        self.constrain_via = self._resolve_constrain_via(constrain_via) if needed else None
 
     @property
     def temperature(self) -> float:
@@ -254,6 +256,8 @@ class OpenAISolver(Solver):
         """The request fields that constrain ``puzzle``'s answer (see the class docstring)."""
         from cello1.solvers.constrained import answer_gbnf, answer_regex, grammar_think_chars
 
+        if self.constrain_via is None:
+            self.constrain_via = self._resolve_constrain_via("auto")
         if self.max_new_tokens is None:
             raise InputError(
                 "{constrained} needs {max_new_tokens} (the answer must fit in it)", params=["max_new_tokens"]
