@@ -193,6 +193,9 @@ class OpenAISolver(Solver):
 
     def iter_solve(self, puzzles: list[Puzzle]) -> Iterator[tuple[int, list[Completion]]]:
         """(index, completions) in the order requests finish, ``concurrency`` at a time."""
+        if self.constrained:  # a budget too small for a grammar stops the run before any request
+            for puzzle in puzzles:
+                self.constraint_body(puzzle)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cello1-openai")
         futures = {pool.submit(self.request, p): i for i, p in enumerate(puzzles)}
         try:
