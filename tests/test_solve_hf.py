@@ -366,3 +366,18 @@ def test_repair_uses_the_models_likelihood(tiny_solver, small_puzzles):
     for rec, p in zip(recs, small_puzzles[:2], strict=True):
         assert rec["assignment"] is None and rec["repair_method"] == "likelihood"
         assert sorted(rec["repaired_assignment"]) == sorted(p.candidates)
+
+
+def test_a_template_that_opens_think_gets_no_second_one(tiny_model_dir, small_puzzles):
+    """Qwen3-style chat templates end the prompt with ``<think>``: the record still holds the
+    whole completion, with exactly one ``<think>``, and ``--constrained`` stays valid."""
+    from cello1.solvers.constrained import answer_pieces
+    from cello1.solvers.hf import HFSolver
+
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: <think>\n"
+    solver = HFSolver(str(tiny_model_dir), chat_template=template, constrained=True, max_new_tokens=12)
+    puzzle = small_puzzles[1]
+    solver.max_new_tokens = answer_pieces(solver.tokenizer, puzzle).min_new_tokens() + 4
+    (completion,) = solver.solve_batch([puzzle])[0]
+    assert completion.text.startswith("<think>") and completion.text.count("<think>") == 1
+    assert strictly_valid_permutation(completion.text, puzzle), completion.text
