@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["build", "scoring", "llm_solvers", "nonllm_solvers", "training", "annotate"]
+ORDER = ["build", "scoring", "llm_solvers", "engines", "nonllm_solvers", "training", "annotate"]
 
 
 def demote(markdown: str) -> str:
