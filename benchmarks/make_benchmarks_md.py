@@ -12,6 +12,7 @@ ORDER = [
     "build",
     "scoring",
     "llm_solvers",
+    "engines",
     "nonllm_solvers",
     "training",
     "rl_curve",

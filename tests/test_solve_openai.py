@@ -101,7 +101,7 @@ def test_retries_429_and_500_then_answers(puzzles, tmp_path):
     for r, p in zip(recs, puzzles, strict=True):
         assert r["assignment"] == p.candidates and r["prompt_tokens"] == 100 and r["completion_tokens"] == 7
     body = server.bodies[0]
-    assert body["max_tokens"] == 64 and "temperature" not in body
+    assert body["max_tokens"] == 64 and body["temperature"] == 0  # greedy, sent explicitly
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
 
 

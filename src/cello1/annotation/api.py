@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from cello1.annotation.clusters import GENE_MODES, Expression, describe_clusters, expression_source
 from cello1.annotation.core import (
     PuzzleAnswer,
+    answers_by_scores,
     attach_evidence,
     evidence_call,
     solve_cluster_puzzle,
@@ -54,7 +55,7 @@ from cello1.annotation.puzzles import (
 from cello1.annotation.result import AnnotationResult
 from cello1.annotation.writeback import write_labels
 from cello1.errors import InputError
-from cello1.solvers.base import Ability, Solver
+from cello1.solvers.base import Solver
 from cello1.vocabulary import UNASSIGNED
 
 DEFAULT_KEY = "cello1_cell_type"
@@ -583,7 +584,7 @@ def make_solver(solver: str | Solver, **options: Any) -> Solver:
 def solve_all(puzzles: list[ClusterPuzzle], solver: Solver, allow_repeats: bool, progress: bool) -> list[PuzzleAnswer]:
     """Answers for every puzzle; LLM solvers get them in batches of their ``batch_size``."""
     answers: list[PuzzleAnswer] = []
-    step = 1 if solver.supports(Ability.SCORE_MATRIX) else max(int(solver.batch_size or 1), 1)
+    step = 1 if answers_by_scores(solver) else max(int(solver.batch_size or 1), 1)
     with tqdm(
         total=len(puzzles), desc=f"annotate ({solver.name})", unit="sample", disable=not progress or len(puzzles) < 2
     ) as bar:

@@ -73,12 +73,22 @@ class PuzzleAnswer:
 
 def solve_cluster_puzzle(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool = False) -> PuzzleAnswer:
     """Solve one cluster puzzle with scores (score-matrix solvers) or text (LLMs)."""
-    if solver.supports(Ability.SCORE_MATRIX):
+    if answers_by_scores(solver):
         return _solve_with_scores(puzzle, solver, allow_repeats)
     return solve_text_batch([puzzle], solver, allow_repeats)[0]
 
 
 # ---- score-matrix solvers -----------------------------------------------------------------
+
+
+def answers_by_scores(solver: Solver) -> bool:
+    """Whether annotation uses ``solver``'s score matrix: the matrix solvers (markers,
+    reference, ensemble …). LLM solvers also give one (likelihood scores, for ensembles),
+    but annotation reads their text, as the user asked them to generate.
+    """
+    from cello1.solvers.matrix import MatrixSolver
+
+    return solver.supports(Ability.SCORE_MATRIX) and isinstance(solver, MatrixSolver)
 
 
 def _solve_with_scores(puzzle: ClusterPuzzle, solver: Solver, allow_repeats: bool) -> PuzzleAnswer:

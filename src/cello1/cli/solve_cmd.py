@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from cello1.cli._common import cli_errors, given_options, prompt_layout_option
-from cello1.errors import CelloError
+from cello1.errors import CelloError, InputError
 
 _LLM = "LLM solvers"
 _API = "openai solver"
@@ -24,7 +25,11 @@ def solve(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Prediction JSONL (appended to; re-running resumes)."),
     solver: str = typer.Option(
-        "markers", "--solver", "-s", help="random | markers | reference | ensemble | hf | openai | vllm | gguf"
+        "markers",
+        "--solver",
+        "-s",
+        help="random | markers | reference | ensemble | hf | openai | vllm | gguf | auto (the fastest installed "
+        "local engine for --model: vllm, then gguf for a .gguf file, then hf)",
     ),
     model: str | None = typer.Option(
         None, help="Model: hub id, local folder, .gguf file, or API model name.", rich_help_panel=_LLM
@@ -33,23 +38,51 @@ def solve(
     n: int | None = typer.Option(None, "--n", min=1, help="Samples per puzzle (default 1).", rich_help_panel=_LLM),
     max_new_tokens: int | None = typer.Option(None, help="Generation budget per sample.", rich_help_panel=_LLM),
     temperature: float | None = typer.Option(None, help="0 = greedy (default for --n 1).", rich_help_panel=_LLM),
-    top_p: float | None = typer.Option(None, help="Nucleus sampling.", rich_help_panel=_LLM),
+    top_p: float | None = typer.Option(None, help="Nucleus sampling (default 1 = off).", rich_help_panel=_LLM),
+    top_k: int | None = typer.Option(None, min=0, help="Top-k sampling (default 0 = off).", rich_help_panel=_LLM),
+    min_p: float | None = typer.Option(None, min=0, help="Min-p sampling (default 0 = off).", rich_help_panel=_LLM),
+    repeat_penalty: float | None = typer.Option(
+        None,
+        help="Repetition penalty, every backend (default 1 = off; llama.cpp's server would use 1.1).",
+        rich_help_panel=_LLM,
+    ),
     batch_size: int | None = typer.Option(None, help="Puzzles per generation batch.", rich_help_panel=_LLM),
     constrained: bool = typer.Option(
         False,
         "--constrained",
-        help="hf: the answer is always a valid permutation of the candidates.",
+        help="The answer is always strict-format and a permutation of the candidates (hf, vllm, gguf; "
+        "openai: see --constrain-via).",
         rich_help_panel=_LLM,
     ),
     chat_template: str | None = typer.Option(
         None, help="hf: Jinja template (string or file) or 'plain' for tokenizers without one.", rich_help_panel=_LLM
     ),
-    device: str | None = typer.Option(None, help="hf/vllm: cpu, cuda, cuda:1 … (default: auto).", rich_help_panel=_LLM),
+    device: str | None = typer.Option(
+        None, help="hf/vllm/gguf: cpu, cuda, cuda:1 … (default: auto).", rich_help_panel=_LLM
+    ),
     dtype: str | None = typer.Option(
-        None, help="hf: float32, bfloat16, float16 (default: auto).", rich_help_panel=_LLM
+        None,
+        help="hf/vllm: float32, bfloat16, float16 (default: auto; float32 on CPUs without bfloat16).",
+        rich_help_panel=_LLM,
     ),
     threads: int | None = typer.Option(
-        None, help="hf: CPU threads for torch (default: torch's).", rich_help_panel=_LLM
+        None, help="hf/vllm/gguf: CPU threads (default: one per idle core).", rich_help_panel=_LLM
+    ),
+    kv_cache_gb: float | None = typer.Option(
+        None,
+        help="vllm: KV-cache size in GiB (default 2 on CPU; GPU: from --gpu-memory-utilization).",
+        rich_help_panel=_LLM,
+    ),
+    max_model_len: int | None = typer.Option(
+        None, min=1, help="vllm/gguf: context length in tokens (default: the model's; gguf 8192).", rich_help_panel=_LLM
+    ),
+    tensor_parallel_size: int | None = typer.Option(
+        None, min=1, help="vllm: GPUs to split the model over.", rich_help_panel=_LLM
+    ),
+    gpu_memory_utilization: float | None = typer.Option(
+        None,
+        help="vllm on GPU: fraction of GPU memory for weights + KV cache (vLLM's default 0.9).",
+        rich_help_panel=_LLM,
     ),
     base_url: str | None = typer.Option(
         None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.", rich_help_panel=_API
@@ -58,6 +91,16 @@ def solve(
         None, help="Environment variable holding the API key (default OPENAI_API_KEY).", rich_help_panel=_API
     ),
     concurrency: int | None = typer.Option(None, min=1, help="Parallel requests.", rich_help_panel=_API),
+    extra_body: str | None = typer.Option(
+        None, help="JSON object merged into every request, e.g. '{\"top_k\": 20}'.", rich_help_panel=_API
+    ),
+    constrain_via: str | None = typer.Option(
+        None,
+        help="--constrained on a server: auto (default: ask it) | structured-outputs (vllm serve; + --repair) | "
+        "grammar (llama.cpp server; + --repair) | logits-processor (vllm serve --logits-processors "
+        "cello1.solvers.vllm_constrained:AnswerLogitsProcessor; a permutation).",
+        rich_help_panel=_API,
+    ),
     reasoning_effort: str | None = typer.Option(
         None, help="Reasoning models: low | medium | high.", rich_help_panel=_API
     ),
@@ -75,7 +118,12 @@ def solve(
     train: str | None = typer.Option(
         None, help="reference, ensemble: labelled training puzzles (file or hub reference).", rich_help_panel=_CLASSIC
     ),
-    assignment: str | None = typer.Option(None, help="hungarian (default) | none.", rich_help_panel=_CLASSIC),
+    assignment: str | None = typer.Option(
+        None,
+        help="hungarian (default) | none; LLM solvers: generate (default) | likelihood (score every "
+        "(cell, candidate) pair, then the Hungarian assignment; hf, vllm).",
+        rich_help_panel=_CLASSIC,
+    ),
     members: str | None = typer.Option(
         None, help="ensemble: member solvers, e.g. markers,reference (the default).", rich_help_panel=_CLASSIC
     ),
@@ -116,12 +164,21 @@ def solve(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
         batch_size=batch_size,
         constrained=True if constrained else None,
         chat_template=chat_template,
         device=device,
         dtype=dtype,
         threads=threads,
+        kv_cache_gb=kv_cache_gb,
+        max_model_len=max_model_len,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        extra_body=parse_json_object(extra_body, "extra_body"),
+        constrain_via=constrain_via,
         base_url=base_url,
         api_key_env=api_key_env,
         concurrency=concurrency,
@@ -147,6 +204,19 @@ def solve(
             f"they are recorded in {out} and retried when you re-run the same command"
         )
     typer.echo(_summary(records, out), err=True)
+
+
+def parse_json_object(text: str | None, param: str) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object (``None`` stays ``None``); one-line error otherwise."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{{{param}}} is not valid JSON ({exc}): {text[:80]!r}", params=[param]) from None
+    if not isinstance(value, dict):
+        raise InputError(f"{{{param}}} must be a JSON object ({{...}}), not {type(value).__name__}", params=[param])
+    return value
 
 
 def _summary(records: Any, out: Path) -> str:

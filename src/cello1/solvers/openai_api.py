@@ -27,11 +27,18 @@ from typing import Any
 from cello1.errors import InputError
 from cello1.puzzle import DEFAULT_PROMPT_LAYOUT, Puzzle, check_prompt_layout
 from cello1.solvers.base import Ability, Completion, Solver
-from cello1.solvers.llm_common import reject_unsupported, resolve_temperature
+from cello1.solvers.llm_common import reject_unsupported, resolve_sampling
 
 OPENAI_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-FATAL_STATUS = {401, 403, 404}  # wrong key, URL or model: every request would fail
+FATAL_STATUS = {401, 403, 404}
+# --constrain-via: how a server takes the answer grammar, and what it guarantees
+CONSTRAIN_VIA = ("auto", "logits-processor", "structured-outputs", "grammar")
+CONSTRAINT_KIND = {
+    "logits-processor": "permutation",
+    "structured-outputs": "format",
+    "grammar": "format",
+}  # wrong key, URL or model: every request would fail
 
 
 class APIError(RuntimeError):
@@ -50,8 +57,21 @@ class OpenAISolver(Solver):
 
     ``max_new_tokens`` is sent as ``max_completion_tokens`` to api.openai.com and for
     reasoning models (``reasoning_effort`` set), else as ``max_tokens`` (what most
-    self-hosted servers expect). ``temperature``/``top_p`` are only sent when set, as
-    reasoning models reject them. Retries 429, 5xx, time-outs, dropped connections and
+    self-hosted servers expect). The temperature is always sent (0 = greedy unless set),
+    except to reasoning models, which reject it; a self-hosted server also gets every
+    other sampling knob explicitly (``top_p`` 1, ``top_k`` 0, ``min_p`` 0, repeat penalty
+    1 as ``repeat_penalty`` for llama.cpp and ``repetition_penalty`` for vLLM), because
+    servers disagree on their defaults (llama.cpp's: temperature 0.8, repeat penalty 1.1).
+    ``extra_body`` is merged into every request last.
+
+    ``constrained``: the answer grammar goes with every request, as the server takes it
+    (``constrain_via``): ``logits-processor`` (a ``vllm serve`` started with cello1's
+    processor, :mod:`cello1.solvers.vllm_constrained`: strict format *and* a
+    permutation), ``structured-outputs`` (any ``vllm serve``: a regex), ``grammar``
+    (llama.cpp's server: GBNF) — the last two guarantee the strict format with every item
+    a candidate but cannot forbid repeats, so the runner adds ``--repair``. ``auto``
+    (default) asks the server's ``/models`` who it is: vLLM → ``structured-outputs``,
+    anything else → ``grammar``. Retries 429, 5xx, time-outs, dropped connections and
     malformed or truncated responses with exponential backoff and full jitter, honouring
     ``Retry-After``; what still fails becomes that puzzle's recorded error. The API key is
     never sent over plain http to a non-local host unless ``allow_insecure_key``.
@@ -71,6 +91,11 @@ class OpenAISolver(Solver):
         max_new_tokens: int | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        repeat_penalty: float | None = None,
+        constrained: bool = False,
+        constrain_via: str = "auto",
         concurrency: int = 4,
         reasoning_effort: str | None = None,
         timeout: float = 600.0,
@@ -104,10 +129,10 @@ class OpenAISolver(Solver):
             self.api_key = None
         self.prompt_layout = check_prompt_layout(prompt_layout)
         self.n = int(n)
-        resolve_temperature(temperature, self.n)  # validates the combination
-        self.temperature, self.top_p = temperature, top_p
-        if self.n > 1 and temperature is None:
-            self.temperature = 0.7
+        self.sampling = resolve_sampling(self.n, temperature, top_p, top_k, min_p, repeat_penalty, seed)
+        # only what the user set goes to api.openai.com (it rejects top_k, min_p, repeat_penalty)
+        given = {"top_p": top_p, "top_k": top_k, "min_p": min_p, "repeat_penalty": repeat_penalty}
+        self.sampling_set = {k for k, v in given.items() if v is not None}
         self.max_new_tokens = max_new_tokens
         if concurrency < 1:
             raise InputError(f"{{concurrency}} must be at least 1, not {concurrency}", params=["concurrency"])
@@ -122,6 +147,41 @@ class OpenAISolver(Solver):
         self.retry_base, self.retry_max = float(retry_base), float(retry_max)
         self.seed = seed
         self.extra_body = dict(extra_body or {})
+        self.constrained = bool(constrained)
+        # "auto" asks the server, so only when it is needed
+        needed = self.constrained or constrain_via != "auto"
+        self.constrain_via = self._resolve_constrain_via(constrain_via) if needed else None
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature (0 = greedy)."""
+        return self.sampling.temperature
+
+    def _resolve_constrain_via(self, via: str) -> str:
+        if via not in CONSTRAIN_VIA:
+            raise InputError(
+                f"{{constrain_via}} must be one of {', '.join(CONSTRAIN_VIA)}, not {via!r}", params=["constrain_via"]
+            )
+        if via != "auto":
+            return via
+        return "structured-outputs" if self.server_owner() == "vllm" else "grammar"
+
+    def server_owner(self) -> str | None:
+        """``owned_by`` of the served model in ``GET /models`` (``"vllm"`` for vLLM), or
+        ``None``; an unreachable server fails here, in one line, before any puzzle.
+        """
+        request = urllib.request.Request(self.base_url + "/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout, 30.0)) as resp:
+                models = json.loads(resp.read().decode("utf-8")).get("data") or []
+        except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError, AttributeError) as exc:
+            raise InputError(
+                f"{{constrained}} with {{constrain_via}}=auto: cannot ask {self.base_url}/models which server it is "
+                f"({exc}); check {{base_url}} or set {{constrain_via}}",
+                params=["constrained", "constrain_via", "base_url"],
+            ) from None
+        owners = [m.get("owned_by") for m in models if isinstance(m, dict)]
+        return owners[0] if owners else None
 
     # ---- Solver interface ----------------------------------------------------------------
     def solve_batch(self, puzzles: list[Puzzle]) -> list[list[Completion]]:
@@ -133,6 +193,9 @@ class OpenAISolver(Solver):
 
     def iter_solve(self, puzzles: list[Puzzle]) -> Iterator[tuple[int, list[Completion]]]:
         """(index, completions) in the order requests finish, ``concurrency`` at a time."""
+        if self.constrained:  # a budget too small for a grammar stops the run before any request
+            for puzzle in puzzles:
+                self.constraint_body(puzzle)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="cello1-openai")
         futures = {pool.submit(self.request, p): i for i, p in enumerate(puzzles)}
         try:
@@ -144,7 +207,15 @@ class OpenAISolver(Solver):
 
     def settings(self) -> dict[str, Any]:
         """The base settings plus the endpoint, prompt mode and samples."""
-        return {**super().settings(), "base_url": self.base_url, "prompt_layout": self.prompt_layout, "n": self.n}
+        return {
+            **super().settings(),
+            "base_url": self.base_url,
+            "prompt_layout": self.prompt_layout,
+            "n": self.n,
+            "temperature": self.temperature,
+            "constrained": CONSTRAINT_KIND[self.constrain_via] if self.constrained else False,
+            "constrain_via": self.constrain_via,
+        }
 
     # ---- one puzzle ----------------------------------------------------------------------
     def request_body(self, puzzle: Puzzle) -> dict[str, Any]:
@@ -155,11 +226,53 @@ class OpenAISolver(Solver):
         if self.max_new_tokens is not None:
             reasoning = self.reasoning_effort is not None or self.base_url == OPENAI_URL
             body["max_completion_tokens" if reasoning else "max_tokens"] = int(self.max_new_tokens)
-        for key in ("temperature", "top_p", "reasoning_effort", "seed"):
+        body.update(self.sampling_body())
+        for key in ("reasoning_effort", "seed"):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
+        if self.constrained:
+            body.update(self.constraint_body(puzzle))
         body.update(self.extra_body)
         return body
+
+    def sampling_body(self) -> dict[str, Any]:
+        """The sampling fields: all of them, explicitly, for a self-hosted server; for
+        api.openai.com the temperature (not to reasoning models unless set) and what was set.
+        """
+        s = self.sampling
+        full = {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "min_p": s.min_p,
+            "repeat_penalty": s.repeat_penalty,  # llama.cpp's server
+            "repetition_penalty": s.repeat_penalty,  # vLLM's server
+        }
+        if self.base_url != OPENAI_URL:
+            return full
+        body = {k: v for k, v in full.items() if k in self.sampling_set and k != "repetition_penalty"}
+        if self.reasoning_effort is None or s.temperature != 0:
+            body["temperature"] = s.temperature
+        return body
+
+    def constraint_body(self, puzzle: Puzzle) -> dict[str, Any]:
+        """The request fields that constrain ``puzzle``'s answer (see the class docstring)."""
+        from cello1.solvers.constrained import answer_gbnf, answer_regex, grammar_think_chars
+
+        if self.constrain_via is None:
+            self.constrain_via = self._resolve_constrain_via("auto")
+        if self.max_new_tokens is None:
+            raise InputError(
+                "{constrained} needs {max_new_tokens} (the answer must fit in it)", params=["max_new_tokens"]
+            )
+        if self.constrain_via == "logits-processor":
+            from cello1.solvers.constrained import constrained_args
+
+            return {"vllm_xargs": constrained_args(puzzle.candidates, puzzle.n, int(self.max_new_tokens), True)}
+        chars = grammar_think_chars(puzzle.candidates, puzzle.n, int(self.max_new_tokens), open_think=True)
+        if self.constrain_via == "structured-outputs":
+            return {"structured_outputs": {"regex": answer_regex(puzzle.candidates, puzzle.n, chars)}}
+        return {"grammar": answer_gbnf(puzzle.candidates, puzzle.n, chars)}
 
     def request(self, puzzle: Puzzle) -> list[Completion]:
         """The ``n`` completions of one puzzle from one request (retried); a failure
@@ -231,10 +344,14 @@ class OpenAISolver(Solver):
             return min(retry_after, self.retry_max)
         return random.uniform(0, min(self.retry_max, self.retry_base * 2**attempt))  # full jitter
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        headers = self._headers()
         request = urllib.request.Request(
             self.base_url + "/chat/completions", data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
         )

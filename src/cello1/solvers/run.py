@@ -55,7 +55,8 @@ Key = tuple[str, int]
 # Solver options that change how a run goes, not what it answers: a resume may change them.
 RUNTIME_OPTIONS = frozenset(
     {"batch_size", "concurrency", "timeout", "max_retries", "device", "dtype", "threads", "base_url", "api_key_env",
-     "allow_insecure_key", "progress"}
+     "allow_insecure_key", "progress", "kv_cache_gb", "kv_cache_memory_bytes", "max_model_len",
+     "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager"}
 )  # fmt: skip
 
 
@@ -111,6 +112,14 @@ def solve(
             solver = get_solver(solver, **solver_options)
         try:
             options = run_options(solver, solver_options)
+            if solver.settings().get("constrained") == "format" and not repair:
+                # a server grammar guarantees the strict format, every item a candidate, but
+                # not a permutation: the optimal-assignment repair supplies the rest
+                print(
+                    "note: this server's grammar cannot forbid repeated candidates; adding --repair",
+                    file=sys.stderr,
+                )
+                repair = True
             return _run(puzzle_list, everything, solver, output, options, repair=repair, progress=progress)
         finally:
             if owns_solver:
