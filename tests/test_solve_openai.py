@@ -167,7 +167,8 @@ def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tm
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "pred.jsonl"
     env = dict(os.environ, OPENAI_API_KEY="x")
-    with ChatServer(delay=0.4) as server:
+    # slow enough (~5 s in all) that a loaded machine still signals the run mid-way
+    with ChatServer(delay=0.8) as server:
         cmd = [sys.executable, "-c", "from cello1.cli import main; main()", "solve", str(path), "-o", str(out),
                "--solver", "openai", "--model", "m", "--base-url", server.url, "--concurrency", "2",
                "--no-progress"]  # fmt: skip

@@ -141,6 +141,33 @@ def test_permutation_regex():
     assert not rx.fullmatch("<think>a<b</think>\n<answer>" + " | ".join(p.candidates) + "</answer>")
 
 
+def test_permutation_regex_bounds_the_reasoning_so_the_answer_fits():
+    """vLLM has no budget guard: with max_tokens, the longest completion the regex allows
+    (plus EOS) has at most max_tokens characters, hence at most max_tokens tokens.
+    """
+    from cello1.training.constrained_grpo import longest_answer_chars, per_prompt_sampling_params, permutation_regex
+
+    p = make_puzzles(1, seed=3)[0]
+    longest = sorted(p.candidates, key=len)[-p.n :]
+    answer = "</think>\n<answer>" + " | ".join(longest) + "</answer>"
+    for budget in (longest_answer_chars(p) + 40, 300):
+        rx = re.compile(permutation_regex(p, budget))
+        room = budget - longest_answer_chars(p)
+        assert rx.fullmatch("<think>" + "x" * room + answer)
+        assert not rx.fullmatch("<think>" + "x" * (room + 1) + answer)
+        assert len("<think>" + "x" * room + answer) + 1 <= budget
+
+    class Params:
+        max_tokens = 300
+        structured_outputs = None
+
+        def clone(self):
+            return Params()
+
+    (params,) = per_prompt_sampling_params(Params(), [p.messages()], lambda regex: regex)
+    assert params.structured_outputs == permutation_regex(p, 300) != permutation_regex(p)
+
+
 def test_constrain_vllm_sends_one_regex_per_prompt():
     """The vLLM colocate hook, with a stand-in LLM: each rollout gets its own puzzle's regex."""
     from cello1.training.constrained_grpo import permutation_regex

@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-from cello1.grammar import ANSWER_SEP
+from cello1.grammar import ANSWER_SEP, render_completion
 from cello1.puzzle import Puzzle, parse_user_msg
 from cello1.solvers.constrained import ConstrainedAnswerProcessor
 
@@ -119,12 +119,23 @@ class RecordingProcessor(ConstrainedAnswerProcessor):
         }
 
 
-def permutation_regex(puzzle: Puzzle) -> str:
+def longest_answer_chars(puzzle: Puzzle) -> int:
+    """Characters of the longest completion without reasoning (tags, N longest candidates,
+    separators) plus one for the end-of-sequence token: an upper bound on its tokens,
+    since every token stands for at least one character.
+    """
+    names = sorted(len(c) for c in puzzle.candidates)[-puzzle.n :]
+    return len(render_completion("", "")) + sum(names) + (puzzle.n - 1) * len(ANSWER_SEP) + 1
+
+
+def permutation_regex(puzzle: Puzzle, max_tokens: int | None = None) -> str:
     """A regex for vLLM structured outputs: free reasoning without ``<``, then a strict answer.
 
     Exact (a permutation of N distinct candidates) when there are at most
     :data:`MAX_REGEX_PERMUTATIONS` orderings; beyond, each slot is any candidate, so a repeat
-    is possible (and scores −1 under the paper's reward).
+    is possible (and scores −1 under the paper's reward). With ``max_tokens`` the reasoning
+    is bounded in characters so that the answer always fits the budget (vLLM has no
+    budget guard like the transformers path's): a rollout never ends cut off.
     """
     names = [re.escape(c) for c in puzzle.candidates]
     sep = re.escape(ANSWER_SEP)
@@ -133,7 +144,10 @@ def permutation_regex(puzzle: Puzzle) -> str:
     else:
         one = "(?:" + "|".join(names) + ")"
         body = one + "(?:" + sep + one + "){" + str(puzzle.n - 1) + "}"
-    return r"<think>[^<]*</think>\n<answer>(?:" + body + r")</answer>"
+    reasoning = "[^<]*"
+    if max_tokens is not None:
+        reasoning = f"[^<]{{0,{max(0, max_tokens - longest_answer_chars(puzzle))}}}"
+    return r"<think>" + reasoning + r"</think>\n<answer>(?:" + body + r")</answer>"
 
 
 def per_prompt_sampling_params(sampling_params: Any, prompts: list[Any], structured: Any) -> list[Any]:
@@ -143,13 +157,15 @@ def per_prompt_sampling_params(sampling_params: Any, prompts: list[Any], structu
     out = []
     for prompt in prompts:
         params = sampling_params.clone()
-        params.structured_outputs = structured(regex=permutation_regex(prompt_puzzle(prompt)))
+        regex = permutation_regex(prompt_puzzle(prompt), getattr(params, "max_tokens", None))
+        params.structured_outputs = structured(regex=regex)
         out.append(params)
     return out
 
 
 __all__ = [
     "MAX_REGEX_PERMUTATIONS",
+    "longest_answer_chars",
     "RecordingProcessor",
     "per_prompt_sampling_params",
     "permutation_regex",
