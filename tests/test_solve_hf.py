@@ -242,6 +242,28 @@ def test_an_llm_is_an_ensemble_member(tiny_solver, small_puzzles):
     assert all(strictly_valid_permutation(r.prediction, p) for r, p in zip(records, small_puzzles, strict=False))
 
 
+def test_likelihood_and_ensemble_end_to_end_on_the_embedded_data(tiny_solver):
+    """Puzzles built from the embedded pbmc68k_reduced: likelihood assignment alone and an
+    ensemble of markers + the LLM's likelihood both give valid, unique answers."""
+    import warnings
+
+    from cello1 import build_puzzles, pbmc68k_reduced
+    from cello1.solvers.ensemble import EnsembleSolver
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the embedded data has no donor column
+        built = build_puzzles(pbmc68k_reduced(), label_key="bulk_labels", n_min=3, n_max=3, top_k=5, seed=0)
+    puzzles = built.test[:2]
+    tiny_solver.assignment = "likelihood"
+    try:
+        alone = solve(puzzles, tiny_solver, progress=False)
+        together = solve(puzzles, EnsembleSolver(members=["markers", tiny_solver], weights="1,0.5"), progress=False)
+    finally:
+        tiny_solver.assignment = "generate"
+    for records in (alone, together):
+        assert all(strictly_valid_permutation(r.prediction, p) for r, p in zip(records, puzzles, strict=True))
+
+
 def test_auto_solver_picks_the_fastest_installed_engine():
     from cello1.solvers import auto_solver
 
