@@ -128,6 +128,11 @@ def longest_answer_chars(puzzle: Puzzle) -> int:
     return len(render_completion("", "")) + sum(names) + (puzzle.n - 1) * len(ANSWER_SEP) + 1
 
 
+def _literal(text: str) -> str:
+    # re.escape writes "\\ " for a space, which xgrammar (vLLM's regex engine) warns about
+    return re.escape(text).replace("\\ ", " ")
+
+
 def permutation_regex(puzzle: Puzzle, max_tokens: int | None = None) -> str:
     """A regex for vLLM structured outputs: free reasoning without ``<``, then a strict answer.
 
@@ -137,8 +142,8 @@ def permutation_regex(puzzle: Puzzle, max_tokens: int | None = None) -> str:
     is bounded in characters so that the answer always fits the budget (vLLM has no
     budget guard like the transformers path's): a rollout never ends cut off.
     """
-    names = [re.escape(c) for c in puzzle.candidates]
-    sep = re.escape(ANSWER_SEP)
+    names = [_literal(c) for c in puzzle.candidates]
+    sep = _literal(ANSWER_SEP)
     if math.perm(len(names), puzzle.n) <= MAX_REGEX_PERMUTATIONS:
         body = "|".join(sep.join(p) for p in itertools.permutations(names, puzzle.n))
     else:
