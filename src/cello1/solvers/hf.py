@@ -342,14 +342,9 @@ class HFSolver(Solver):
 
     def likelihood_completion(self, puzzle: Puzzle) -> Completion:
         """The Hungarian assignment over :meth:`likelihood_scores`, as a completion."""
-        from cello1.solvers.likelihood import LikelihoodAssigner
+        from cello1.solvers.likelihood import likelihood_completion
 
-        if self._assigner is None:
-            self._assigner = LikelihoodAssigner(self.model)
-        scores, info = self.likelihood_scores(puzzle)
-        completion = self._assigner.completion(puzzle, scores, {"likelihood": info})
-        completion.prompt_tokens = info["prompt_tokens"]
-        return completion
+        return likelihood_completion(self, puzzle)
 
     def candidate_scores(self, puzzle: Puzzle, completion: Completion) -> list[list[float]]:
         """Cells × candidates log-likelihood matrix for ``--repair``.

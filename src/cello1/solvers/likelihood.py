@@ -109,12 +109,26 @@ class LikelihoodAssigner(MatrixSolver):
         return completion
 
 
+def likelihood_completion(solver: Any, puzzle: Puzzle) -> Completion:
+    """The Hungarian assignment over ``solver.likelihood_scores(puzzle)`` as a completion
+    (an LLM solver's ``--assignment likelihood``; one assigner per solver, made lazily).
+    """
+    assigner = getattr(solver, "_assigner", None)
+    if assigner is None:
+        assigner = solver._assigner = LikelihoodAssigner(solver.model)
+    scores, info = solver.likelihood_scores(puzzle)
+    completion = assigner.completion(puzzle, scores, {"likelihood": info})
+    completion.prompt_tokens = info["prompt_tokens"]
+    return completion
+
+
 __all__ = [
     "CANDIDATE_TEXT",
     "CELL_CUE",
     "LikelihoodAssigner",
     "ScoringLayout",
     "as_matrix",
+    "likelihood_completion",
     "scoring_layout",
     "scoring_prefix",
 ]

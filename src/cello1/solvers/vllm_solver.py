@@ -243,14 +243,9 @@ class VLLMSolver(Solver):
 
     def likelihood_completion(self, puzzle: Puzzle) -> Completion:
         """The Hungarian assignment over :meth:`likelihood_scores`, as a completion."""
-        from cello1.solvers.likelihood import LikelihoodAssigner
+        from cello1.solvers.likelihood import likelihood_completion
 
-        if self._assigner is None:
-            self._assigner = LikelihoodAssigner(self.model)
-        scores, info = self.likelihood_scores(puzzle)
-        completion = self._assigner.completion(puzzle, scores, {"likelihood": info})
-        completion.prompt_tokens = info["prompt_tokens"]
-        return completion
+        return likelihood_completion(self, puzzle)
 
     def settings(self) -> dict[str, Any]:
         """The base settings plus the generation and engine settings."""
