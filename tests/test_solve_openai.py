@@ -172,7 +172,15 @@ def test_kill_and_resume_loses_nothing_and_never_duplicates(official_records, tm
         cmd = [sys.executable, "-c", "from cello1.cli import main; main()", "solve", str(path), "-o", str(out),
                "--solver", "openai", "--model", "m", "--base-url", server.url, "--concurrency", "2",
                "--no-progress"]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # a suite started in the background (`make test &`) inherits SIGINT ignored, as every
+        # background job of a non-interactive shell does; Ctrl-C needs the default disposition
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.time() + 60
         while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
             time.sleep(0.05)
