@@ -250,7 +250,8 @@ class ChatServer:
         user = body["messages"][-1]["content"]
         _, _, candidates = parse_user_msg(user)
         labels = (oracle or {}).get(user, candidates)
-        text = "<think>in order</think>\n<answer>" + " | ".join(labels) + "</answer>"
+        think = "\n".join(f"Cell {i}: the top genes point to {t}." for i, t in enumerate(labels, 1))
+        text = f"<think>{think}</think>\n<answer>{' | '.join(labels)}</answer>"
         n = body.get("n", 1)
         choices = [{"index": i, "message": {"role": "assistant", "content": text}} for i in range(n)]
         return json.dumps({"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 5 * n}}).encode()

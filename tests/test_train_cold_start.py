@@ -6,70 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
 
 from cello1.cli import app
 from cello1.io import read_puzzles, write_puzzles
-from cello1.puzzle import parse_record, parse_user_msg
+from cello1.puzzle import parse_record
+from reliability_helpers import ChatServer
 from train_helpers import tiny_model_dir
 
 
 @pytest.fixture()
 def official(official_records):
     return [parse_record(r) for r in official_records]
-
-
-class TeacherServer:
-    """An OpenAI-compatible chat server whose "LLM" knows the gold answers: it reasons one line
-    per cell and answers correctly, except for the puzzles listed in ``wrong`` (answered in the
-    candidates' order, which rejection sampling must drop)."""
-
-    def __init__(self, puzzles, wrong=()):
-        self.gold = {p.user_msg: p.answer for p in puzzles}
-        self.wrong = {puzzles[i].user_msg for i in wrong}
-        self.requests = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests += 1
-                user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-                key = next(k for k in server.gold if k in user)
-                _, _, candidates = parse_user_msg(key)
-                labels = candidates if key in server.wrong else server.gold[key]
-                think = "\n".join(f"Cell {i}: the top genes point to {t}." for i, t in enumerate(labels, 1))
-                text = f"<think>{think}</think>\n<answer>{' | '.join(labels)}</answer>"
-                payload = json.dumps({
-                    "id": "x", "object": "chat.completion", "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
-                }).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_markers_teacher_explains_its_evidence_per_cell(official, tmp_path):
@@ -95,16 +45,19 @@ def test_llm_teacher_through_an_openai_compatible_backend(official, tmp_path):
     puzzles = tmp_path / "official.jsonl"
     write_puzzles(puzzles, official)
     out = tmp_path / "sft.jsonl"
-    with TeacherServer(official, wrong=[1]) as server:
+    # the teacher knows the gold answers except for puzzle 1 (answered in the candidates' order),
+    # which rejection sampling must drop
+    oracle = {p.user_msg: p.answer for i, p in enumerate(official) if i != 1}
+    with ChatServer(oracle=oracle) as server:
         args = ["distill", str(puzzles), "--solver", "openai", "--model", "teacher", "--base-url", server.url,
                 "-o", str(out), "--no-progress"]  # fmt: skip
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
-        assert server.requests == len(official)
+        assert len(server.bodies) == len(official)
         # resumable: the same command again asks the teacher nothing new
         again = CliRunner().invoke(app, args)
         assert again.exit_code == 0, again.output
-        assert server.requests == len(official)
+        assert len(server.bodies) == len(official)
     kept = read_puzzles(out)
     assert sorted(p.id for p in kept) == sorted(p.id for i, p in enumerate(official) if i != 1)
     assert all(p.reasoning.startswith("Cell 1: the top genes point to") for p in kept)
